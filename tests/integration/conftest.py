@@ -73,11 +73,24 @@ def tmpfs_mount(path: Path, size_mib: int) -> Iterator[Path]:
             procs.run(["umount", "-l", str(path)])
 
 
+@pytest.fixture(scope="session")
+def queue_template(build_tree: Path) -> Iterator[Path]:
+    """A Postfix queue built once per session by `postfix check`, copied into each instance."""
+    base = make_base_dir("msg-itest-template-")
+    try:
+        inst = PostfixInstance(base, free_port())
+        with inst.register_alternate():
+            inst.create()
+        yield inst.queue_dir
+    finally:
+        rmtree(base)
+
+
 MakePostfix = Callable[..., PostfixInstance]
 
 
 @pytest.fixture
-def make_postfix(build_tree: Path) -> Iterator[MakePostfix]:
+def make_postfix(build_tree: Path, queue_template: Path) -> Iterator[MakePostfix]:
     """Factory: make_postfix(queue_tmpfs_mib=None, start=False, **main_cf_overrides).
 
     Each instance lives in its own /tmp dir, on a free loopback port, registered
@@ -100,7 +113,7 @@ def make_postfix(build_tree: Path) -> Iterator[MakePostfix]:
         stack.callback(_kill_instance, inst)
         if main_cf:
             inst.set_main(**main_cf)
-        inst.create()
+        inst.create(queue_template)
         if start:
             inst.start()
         return inst
