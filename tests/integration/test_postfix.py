@@ -1,0 +1,515 @@
+"""ocf:messaging:postfix against a real Postfix (Debian package), issue #2 "Tests".
+
+Every test gets its own Postfix instance (own config_dir, queue, loopback port)
+from the make_postfix fixture, drives it through the BUILD-TREE agent, and
+leaves nothing behind: the fixture SIGKILLs the instance's processes by pid,
+unmounts, unregisters and deletes, even when an assertion fails.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import re
+import signal
+import socket
+import time
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+import procs
+from ocf import OCF, Result, run_agent
+from postfix_instance import PostfixInstance, free_port, settle
+
+START_MS = 30000
+STOP_MS = 30000
+MONITOR_MS = 10000
+# Short enough to keep the hang tests fast, long enough for a healthy check.
+HANG_MONITOR_MS = 6000
+PROBE_RECIPIENT = "postmaster@example.com"
+PROBE_SENDER = "probe@example.org"
+
+
+class Resource:
+    """The agent bound to one instance: r.start(), r.monitor(10), r.probe(), r("validate-all")..."""
+
+    def __init__(self, agent: Path, inst: PostfixInstance, **params: object):
+        self.agent = agent
+        self.inst = inst
+        self.params: dict[str, object] = {
+            "config_dir": inst.config_dir,
+            "probe_host": "127.0.0.1",
+            "probe_port": inst.smtp_port,
+            "probe_sender": PROBE_SENDER,
+            "probe_recipient": PROBE_RECIPIENT,
+        }
+        self.params.update(params)
+
+    def __call__(self, action: str, *, check_level: int | None = None, interval_ms: int = 0,
+                 timeout_ms: int = MONITOR_MS, **override: object) -> Result:
+        params = {**self.params, **override}
+        params = {k: v for k, v in params.items() if v is not None}
+        return run_agent(self.agent, action, params, check_level=check_level,
+                         interval_ms=interval_ms, timeout_ms=timeout_ms)
+
+    def start(self, **kw) -> Result:
+        return self("start", timeout_ms=START_MS, **kw)
+
+    def stop(self, **kw) -> Result:
+        return self("stop", timeout_ms=STOP_MS, **kw)
+
+    def monitor(self, level: int, timeout_ms: int = MONITOR_MS, **kw) -> Result:
+        """A recurring monitor (interval 10 s) at OCF_CHECK_LEVEL level."""
+        return self("monitor", check_level=level, interval_ms=10000, timeout_ms=timeout_ms, **kw)
+
+    def probe(self, **kw) -> Result:
+        """A probe: monitor with interval 0, as Pacemaker runs it (depth 0)."""
+        return self("monitor", interval_ms=0, **kw)
+
+    def validate(self, **kw) -> Result:
+        return self("validate-all", **kw)
+
+
+@pytest.fixture
+def rsc(postfix_agent: Path, postfix: PostfixInstance) -> Resource:
+    return Resource(postfix_agent, postfix)
+
+
+def expect(r: Result, *codes: int) -> None:
+    assert r.rc in codes, f"expected {[OCF(c).name for c in codes]}, got:\n{r.describe()}"
+
+
+def expect_reason(r: Result, pattern: str = r"\S") -> None:
+    assert r.exit_reason and re.search(pattern, r.exit_reason, re.IGNORECASE), (
+        f"expected an ocf-exit-reason matching /{pattern}/, got:\n{r.describe()}")
+
+
+def started(r: Resource) -> int:
+    """Start through the agent, assert success and a listening master; return its pid."""
+    res = r.start()
+    expect(res, OCF.SUCCESS)
+    pid = r.inst.master_pid()
+    assert pid, f"start returned 0 but no live master in {r.inst.pid_file}\n{res.describe()}"
+    assert r.inst.smtp_answers(), "start returned 0 but SMTP does not answer"
+    return pid
+
+
+def stopped_cleanly(r: Resource, timeout_ms: int = STOP_MS) -> Result:
+    """Stop through the agent; assert rc 0 inside the stop timeout and no process of the instance left."""
+    res = r("stop", timeout_ms=timeout_ms)
+    expect(res, OCF.SUCCESS)
+    assert res.elapsed < timeout_ms / 1000, f"stop overran its {timeout_ms} ms timeout\n{res.describe()}"
+    left = r.inst.processes()
+    assert not left, f"stop returned 0 but left processes of the instance: {_ps(left)}\n{res.describe()}"
+    return res
+
+
+def _ps(pids: list[int]) -> str:
+    out = []
+    for p in pids:
+        try:
+            comm = Path(f"/proc/{p}/comm").read_text().strip()
+        except OSError:
+            comm = "?"
+        out.append(f"{p}({comm},{procs.state(p)})")
+    return " ".join(out)
+
+
+def wait_for(pred, timeout_s: float, what: str, period_s: float = 0.1):
+    deadline = time.monotonic() + timeout_s
+    while True:
+        v = pred()
+        if v:
+            return v
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
+        time.sleep(period_s)
+
+
+def idle_smtpd(inst: PostfixInstance) -> int:
+    """Make sure an idle smtpd child exists (serve one connection) and return its pid."""
+    assert inst.smtp_answers(), "SMTP does not answer"
+    return wait_for(lambda: inst.children("smtpd"), 5, "an idle smtpd")[0]
+
+
+def snapshot(root: Path) -> dict[str, tuple]:
+    """Everything below root except access times: to prove an action created/changed nothing."""
+    snap = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in dirnames + filenames:
+            p = Path(dirpath) / name
+            st = p.lstat()
+            snap[str(p.relative_to(root))] = (st.st_mode, st.st_uid, st.st_gid, st.st_size, st.st_mtime_ns)
+    return snap
+
+
+def break_main_cf(inst: PostfixInstance) -> None:
+    """A syntax error postconf/postfix refuse ("missing '=' after attribute name")."""
+    with inst.main_cf.open("a") as f:
+        f.write("this line is not a parameter assignment\n")
+    settle(inst.main_cf)
+
+
+# ---------------------------------------------------------------------------
+# meta-data and ocf-tester
+
+
+def test_meta_data_advertises_spec_parameters_and_depths(postfix_agent: Path) -> None:
+    r = run_agent(postfix_agent, "meta-data", {})
+    expect(r, OCF.SUCCESS)
+    root = ET.fromstring(r.stdout)
+    params = {p.get("name") for p in root.iter("parameter")}
+    for name in ("binary", "config_dir", "probe_host", "probe_port", "probe_tls", "cert_warn_days",
+                 "queue_warn", "bind_address"):
+        assert name in params, f"meta-data lacks parameter {name}; has {sorted(params)}"
+    depths = {a.get("depth") for a in root.iter("action") if a.get("name") == "monitor"}
+    assert {"0", "10", "20"} <= depths, f"monitor depths advertised: {depths}"
+    actions = {a.get("name") for a in root.iter("action")}
+    assert {"start", "stop", "monitor", "validate-all", "meta-data", "reload", "reload-agent"} <= actions
+
+
+def test_ocf_tester_passes(postfix_agent: Path, postfix: PostfixInstance) -> None:
+    r = procs.run(["/usr/sbin/ocf-tester", "-n", "itest",
+                   "-o", f"config_dir={postfix.config_dir}",
+                   "-o", "probe_host=127.0.0.1",
+                   "-o", f"probe_port={postfix.smtp_port}",
+                   str(postfix_agent)], timeout=180)
+    assert r.returncode == 0 and "passed all tests" in r.stdout, (
+        f"ocf-tester rc={r.returncode}\n{r.stdout}\n{r.stderr}")
+    assert not postfix.processes(), f"ocf-tester ends with stop, yet left {_ps(postfix.processes())}"
+
+
+def test_unknown_action_is_unimplemented(rsc: Resource) -> None:
+    expect(rsc("frobnicate"), OCF.ERR_UNIMPLEMENTED)
+
+
+# ---------------------------------------------------------------------------
+# lifecycle at every depth
+
+
+@pytest.mark.parametrize("level", [0, 10, 20])
+def test_start_monitor_stop_at_level(rsc: Resource, level: int) -> None:
+    expect(rsc.probe(), OCF.NOT_RUNNING)
+    expect(rsc.monitor(level), OCF.NOT_RUNNING)
+
+    master = started(rsc)
+    expect(rsc.monitor(level), OCF.SUCCESS)
+    expect(rsc.probe(), OCF.SUCCESS)
+    # start on a running instance is a no-op success and keeps the same master
+    expect(rsc.start(), OCF.SUCCESS)
+    assert rsc.inst.master_pid() == master, "second start replaced the running master"
+
+    stopped_cleanly(rsc)
+    expect(rsc.monitor(level), OCF.NOT_RUNNING)
+    expect(rsc.probe(), OCF.NOT_RUNNING)
+    expect(rsc.stop(), OCF.SUCCESS)  # stop when stopped
+
+
+@pytest.mark.parametrize("override", [
+    pytest.param({"config_dir": "/nonexistent/msg-itest/etc"}, id="config_dir-missing-store-not-mounted"),
+    pytest.param({"binary": "/nonexistent/sbin/postfix"}, id="binary-missing-not-installed"),
+])
+def test_probe_where_postfix_cannot_run_is_not_running(rsc: Resource, override: dict) -> None:
+    r = rsc.probe(**override)
+    expect(r, OCF.NOT_RUNNING)
+    assert not Path("/nonexistent").exists()
+
+
+# ---------------------------------------------------------------------------
+# crashes and hangs
+
+
+@pytest.mark.parametrize("victim", ["master", "every-process"])
+def test_kill_9_detected_then_start_recovers(rsc: Resource, victim: str) -> None:
+    master = started(rsc)
+    pids = [master] if victim == "master" else rsc.inst.processes()  # every-process: a node crash
+    assert not procs.kill_and_wait(pids, 5)
+
+    for level in (0, 10):
+        # 7 for "cleanly" stopped is debatable after a crash; the spec allows 1.
+        r = rsc.monitor(level)
+        expect(r, OCF.NOT_RUNNING, OCF.ERR_GENERIC)
+    expect(rsc.probe(), OCF.NOT_RUNNING, OCF.ERR_GENERIC)
+
+    res = rsc.start()
+    expect(res, OCF.SUCCESS)
+    new_master = rsc.inst.master_pid()
+    assert new_master and new_master != master, res.describe()
+    expect(rsc.monitor(10), OCF.SUCCESS)
+    expect(rsc.monitor(20), OCF.SUCCESS)
+    stopped_cleanly(rsc)
+
+
+@pytest.mark.parametrize("victim", ["master", "idle-smtpd"])
+def test_sigstop_fails_level_10_in_time_and_stop_still_stops(rsc: Resource, victim: str) -> None:
+    master = started(rsc)
+    smtpd = idle_smtpd(rsc.inst)  # an idle smtpd exists in real life; it still answers with a frozen master
+    frozen = master if victim == "master" else smtpd
+    os.kill(frozen, signal.SIGSTOP)
+    wait_for(lambda: procs.state(frozen) == "T", 2, f"{victim} {frozen} to be stopped")
+
+    r = rsc.monitor(10, timeout_ms=HANG_MONITOR_MS)
+    expect(r, OCF.ERR_GENERIC)
+    expect_reason(r)
+    assert r.elapsed < HANG_MONITOR_MS / 1000, (
+        f"level-10 monitor took {r.elapsed:.2f}s, not inside its {HANG_MONITOR_MS} ms timeout\n{r.describe()}")
+
+    # A frozen Postfix must be stopped inside the stop timeout (no SIGCONT), or the node gets fenced.
+    stopped_cleanly(rsc, timeout_ms=20000)
+    assert not procs.alive(frozen)
+
+
+# ---------------------------------------------------------------------------
+# broken configuration under a running Postfix
+
+
+def test_broken_main_cf_under_running_postfix(rsc: Resource) -> None:
+    inst = rsc.inst
+    started(rsc)
+    # Warm the daemons a running Postfix uses (as on a live gateway), so they need not re-read main.cf.
+    subject, reply = inst.send_mail()
+    assert reply[0] == 250, reply
+    wait_for(lambda: any(subject in m for m in inst.delivered()), 10, "delivery before the breakage")
+    idle_smtpd(inst)
+
+    break_main_cf(inst)
+
+    r = rsc.validate()
+    expect(r, OCF.ERR_CONFIGURED)
+    expect_reason(r)
+
+    expect(rsc.monitor(0), OCF.SUCCESS)
+    expect(rsc.monitor(10), OCF.SUCCESS)
+    # The stock agent's probe says "not running" here, inviting a second copy elsewhere.
+    expect(rsc.probe(), OCF.SUCCESS)
+    r = rsc.monitor(20)
+    expect(r, OCF.DEGRADED)
+    expect_reason(r)
+
+    # `postfix stop` refuses a broken main.cf; the agent must stop every process anyway.
+    procs_before = inst.processes()
+    assert len(procs_before) >= 5, _ps(procs_before)
+    stopped_cleanly(rsc)
+
+
+def test_start_with_broken_main_cf_fails_with_reason(rsc: Resource) -> None:
+    break_main_cf(rsc.inst)
+    r = rsc.start()
+    expect(r, OCF.ERR_CONFIGURED, OCF.ERR_GENERIC)
+    expect_reason(r)
+    assert r.elapsed < START_MS / 1000
+    assert not rsc.inst.processes(), _ps(rsc.inst.processes())
+
+
+# ---------------------------------------------------------------------------
+# mail safety and queue health
+
+
+def test_mail_accepted_before_kill_9_is_delivered_after_start(postfix_agent: Path, make_postfix) -> None:
+    # Delivery is down (LMTP target refuses) and the retry is an hour away,
+    # so only the agent's `postfix flush` after the restart can deliver.
+    dead = free_port()
+    inst = make_postfix(virtual_transport=f"lmtp:inet:127.0.0.1:{dead}",
+                        minimal_backoff_time="3600s", maximal_backoff_time="4000s")
+    rsc = Resource(postfix_agent, inst)
+    started(rsc)
+
+    subjects = []
+    for _ in range(3):
+        subject, reply = inst.send_mail()
+        assert reply[0] == 250, reply
+        subjects.append(subject)
+    wait_for(lambda: inst.queue_count("deferred") == 3, 15, "3 messages in the deferred queue")
+
+    assert not procs.kill_and_wait(inst.processes(), 5)
+    assert inst.queue_count("deferred") == 3
+
+    inst.set_main(virtual_transport="virtual")  # the destination is back
+    r = rsc.start()
+    expect(r, OCF.SUCCESS)
+
+    def all_delivered():
+        got = inst.delivered()
+        return all(sum(s in m for m in got) == 1 for s in subjects)
+
+    try:
+        wait_for(all_delivered, 20, "the 3 messages to be delivered after start (postfix flush)")
+    except AssertionError as e:
+        raise AssertionError(f"{e}; deferred={inst.queue_count('deferred')} "
+                             f"delivered={len(inst.delivered())}\n{inst.maillog_tail()}") from None
+    assert len(inst.delivered()) == 3
+    assert inst.queue_count("deferred") == 0
+    stopped_cleanly(rsc)
+
+
+def test_deferred_queue_over_queue_warn_is_degraded_at_level_20(postfix_agent: Path, make_postfix) -> None:
+    inst = make_postfix(virtual_transport=f"lmtp:inet:127.0.0.1:{free_port()}",
+                        minimal_backoff_time="3600s", maximal_backoff_time="4000s")
+    rsc = Resource(postfix_agent, inst)
+    started(rsc)
+    for _ in range(3):
+        assert inst.send_mail()[1][0] == 250
+    wait_for(lambda: inst.queue_count("deferred") == 3, 15, "3 deferred messages")
+
+    expect(rsc.monitor(20, queue_warn=100), OCF.SUCCESS)
+    r = rsc.monitor(20, queue_warn=1)
+    expect(r, OCF.DEGRADED)
+    expect_reason(r, r"defer|queue")
+    expect(rsc.monitor(10, queue_warn=1), OCF.SUCCESS)  # queue health is a level-20 matter
+    stopped_cleanly(rsc)
+
+
+def _fill(fs_dir: Path) -> Path:
+    """Fill the filesystem holding fs_dir until ENOSPC; return the filler file."""
+    filler = fs_dir / "filler"
+    chunk = b"\0" * 65536
+    with open(filler, "wb", buffering=0) as f:
+        try:
+            while True:
+                f.write(chunk)
+        except OSError as e:
+            assert e.errno == errno.ENOSPC, e
+        try:  # the last partial blocks
+            while True:
+                f.write(b"\0" * 512)
+        except OSError:
+            pass
+    st = os.statvfs(fs_dir)
+    assert st.f_bavail == 0, f"{fs_dir} not full: {st.f_bavail} blocks free"
+    return filler
+
+
+def test_full_queue_filesystem_fails_level_20(postfix_agent: Path, make_postfix) -> None:
+    inst = make_postfix(queue_tmpfs_mib=8)
+    rsc = Resource(postfix_agent, inst)
+    started(rsc)
+    expect(rsc.monitor(20), OCF.SUCCESS)
+
+    filler = _fill(inst.queue_dir)
+    r = rsc.monitor(20)
+    expect(r, OCF.ERR_GENERIC)
+    expect_reason(r, r"452|insufficient system storage")
+
+    filler.unlink()
+    expect(rsc.monitor(20), OCF.SUCCESS)
+    stopped_cleanly(rsc)
+
+
+def test_level_20_reports_bind_address_mismatch(postfix_agent: Path, make_postfix) -> None:
+    """A gateway must send from the service IP; smtp_bind_address unset means the node's own address."""
+    inst = make_postfix()
+    rsc = Resource(postfix_agent, inst, bind_address="127.0.0.1")
+    started(rsc)
+    r = rsc.monitor(20)
+    expect(r, OCF.DEGRADED, OCF.ERR_GENERIC)
+    expect_reason(r, r"smtp_bind_address|127\.0\.0\.1")
+    expect(rsc.monitor(10), OCF.SUCCESS)
+
+    inst.set_main(smtp_bind_address="127.0.0.1")
+    expect(rsc.monitor(20), OCF.SUCCESS)
+    stopped_cleanly(rsc)
+
+
+# ---------------------------------------------------------------------------
+# process identity
+
+
+@pytest.fixture(params=["sleep", "other-postfix-master"])
+def stranger(request, sleeper: int, make_postfix) -> tuple[int, PostfixInstance | None]:
+    """A live process that is NOT this instance's master: a plain sleep, or the
+    master of a second Postfix instance on the same node (same exe!)."""
+    if request.param == "sleep":
+        return sleeper, None
+    other = make_postfix(start=True)
+    return other.master_pid(), other
+
+
+def test_stale_pid_file_naming_a_stranger(rsc: Resource, stranger) -> None:
+    pid, other = stranger
+    inst = rsc.inst
+    inst.write_pid_file(pid)
+
+    expect(rsc.probe(), OCF.NOT_RUNNING)
+    expect(rsc.monitor(0), OCF.NOT_RUNNING)
+    expect(rsc.monitor(10), OCF.NOT_RUNNING)
+    # stop of a stopped resource must not signal whatever the pid file names
+    expect(rsc.stop(), OCF.SUCCESS)
+    assert procs.alive(pid), "stop killed the unrelated process named by the stale pid file"
+
+    started(rsc)
+    assert inst.master_pid() != pid
+    expect(rsc.monitor(10), OCF.SUCCESS)
+    stopped_cleanly(rsc)
+    assert procs.alive(pid), "start/stop killed the unrelated process named by the stale pid file"
+    if other is not None:
+        assert other.smtp_answers(), "the other Postfix instance stopped answering"
+
+
+# ---------------------------------------------------------------------------
+# validate-all: no side effects, clear errors
+
+
+BAD = (OCF.ERR_CONFIGURED, OCF.ERR_ARGS)
+
+
+@pytest.mark.parametrize("override,codes,reason", [
+    # A missing config_dir is node-local (store not mounted here): 5, as the stock agent says, or 6.
+    pytest.param({"config_dir": "/nonexistent/msg-itest/etc"}, (OCF.ERR_INSTALLED, OCF.ERR_CONFIGURED),
+                 r"config|/nonexistent", id="config_dir-missing"),
+    pytest.param({"binary": "/nonexistent/sbin/postfix"}, (OCF.ERR_INSTALLED,),
+                 r"/nonexistent|binary|postfix", id="binary-missing"),
+    pytest.param({"probe_port": "smtp-ish"}, BAD, r"probe_port|port", id="probe_port-not-numeric"),
+    pytest.param({"probe_port": "70000"}, BAD, r"probe_port|port", id="probe_port-out-of-range"),
+    pytest.param({"probe_tls": "sometimes"}, BAD, r"probe_tls|tls", id="probe_tls-bogus"),
+    pytest.param({"cert_warn_days": "soon"}, BAD, r"cert_warn_days", id="cert_warn_days-not-numeric"),
+    pytest.param({"queue_warn": "many"}, BAD, r"queue_warn", id="queue_warn-not-numeric"),
+])
+def test_validate_all_rejects_bad_parameters_without_side_effects(
+        rsc: Resource, override: dict, codes: tuple, reason: str) -> None:
+    before = snapshot(rsc.inst.base_dir)
+    r = rsc.validate(**override)
+    expect(r, *codes)
+    expect_reason(r, reason)
+    assert snapshot(rsc.inst.base_dir) == before, "validate-all changed the instance's files"
+    assert not rsc.inst.processes()
+    assert not Path("/nonexistent").exists()
+
+
+def test_validate_all_good_config_creates_and_starts_nothing(rsc: Resource) -> None:
+    inst = rsc.inst
+    before = snapshot(inst.base_dir)
+    r = rsc.validate()
+    expect(r, OCF.SUCCESS)
+    assert snapshot(inst.base_dir) == before, f"validate-all changed files\n{r.describe()}"
+    assert not inst.processes(), "validate-all started something"
+    assert not inst.smtp_answers(timeout=0.5)
+
+    # `postfix check` would quietly recreate a missing queue directory: validate-all must not.
+    (inst.queue_dir / "hold").rmdir()
+    before = snapshot(inst.base_dir)
+    r = rsc.validate()
+    assert snapshot(inst.base_dir) == before, f"validate-all changed files\n{r.describe()}"
+    assert not (inst.queue_dir / "hold").exists(), "validate-all recreated queue_directory/hold"
+    assert not inst.processes(), "validate-all started something"
+
+
+# ---------------------------------------------------------------------------
+# reload
+
+
+def test_reload_applies_changed_main_cf(rsc: Resource) -> None:
+    inst = rsc.inst
+    master = started(rsc)
+    inst.set_main(smtpd_banner="$myhostname ESMTP reloaded-by-agent")
+    r = rsc("reload", timeout_ms=START_MS)
+    expect(r, OCF.SUCCESS)
+    assert inst.master_pid() == master, "reload restarted the master instead of reloading it"
+
+    def banner():
+        with socket.create_connection(("127.0.0.1", inst.smtp_port), timeout=3) as s:
+            return s.recv(512)
+    wait_for(lambda: b"reloaded-by-agent" in banner(), 10, "the new banner after reload")
+    expect(rsc.monitor(10), OCF.SUCCESS)
+    stopped_cleanly(rsc)
