@@ -632,6 +632,8 @@ nodelist {{
             if self.base.exists():
                 log(f"{self.base} is not a harness base dir: nothing to stop")
             return
+        if not self.is_running() and not (self.base / "system.json").exists():
+            return  # already stopped and cleaned up
         for n in self.nodes:
             pids = self.running_pids(n)
             init = pids.get("init")
