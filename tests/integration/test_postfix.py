@@ -78,12 +78,17 @@ def rsc(postfix_agent: Path, postfix: PostfixInstance) -> Resource:
 
 
 def expect(r: Result, *codes: int) -> None:
-    assert r.rc in codes, f"expected {[OCF(c).name for c in codes]}, got:\n{r.describe()}"
+    """Fail (at the caller's line) unless the agent exited with one of codes."""
+    __tracebackhide__ = True
+    if r.rc not in codes:
+        pytest.fail(f"expected {' or '.join(OCF(c).name for c in codes)}, got:\n{r.describe()}")
 
 
 def expect_reason(r: Result, pattern: str = r"\S") -> None:
-    assert r.exit_reason and re.search(pattern, r.exit_reason, re.IGNORECASE), (
-        f"expected an ocf-exit-reason matching /{pattern}/, got:\n{r.describe()}")
+    """Fail unless the agent gave an ocf-exit-reason matching pattern (case-insensitive)."""
+    __tracebackhide__ = True
+    if not (r.exit_reason and re.search(pattern, r.exit_reason, re.IGNORECASE)):
+        pytest.fail(f"expected an ocf-exit-reason matching /{pattern}/, got:\n{r.describe()}")
 
 
 def started(r: Resource) -> int:
