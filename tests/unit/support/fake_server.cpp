@@ -1,0 +1,389 @@
+#include "fake_server.hpp"
+
+#include <openssl/bio.h>
+#include <openssl/err.h>
+#include <openssl/pem.h>
+#include <openssl/ssl.h>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cctype>
+#include <cerrno>
+#include <cstring>
+#include <stdexcept>
+#include <utility>
+
+namespace msg_test {
+
+namespace {
+
+constexpr int poll_ms = 20;
+
+void require(bool ok, const std::string& what)
+{
+    if (!ok)
+        throw std::runtime_error("fake server: " + what + ": " + std::strerror(errno));
+}
+
+bool starts_with_nocase(const std::string& text, const std::string& prefix)
+{
+    return text.size() >= prefix.size()
+           && std::equal(prefix.begin(), prefix.end(), text.begin(), [](char a, char b) {
+                  return std::toupper(static_cast<unsigned char>(a)) == std::toupper(static_cast<unsigned char>(b));
+              });
+}
+
+// One accepted connection, plain or TLS, whose blocking calls give up when
+// the server stops, so a test never waits on its own fake.
+class connection {
+public:
+    connection(int fd, const std::atomic<bool>& stopping) : fd_(fd), stopping_(stopping) {}
+    ~connection()
+    {
+        if (ssl_ != nullptr)
+            SSL_free(ssl_);
+        if (context_ != nullptr)
+            SSL_CTX_free(context_);
+        ::close(fd_);
+    }
+    connection(const connection&) = delete;
+    connection& operator=(const connection&) = delete;
+
+    // False when the client went away or the server stops.
+    bool wait_readable()
+    {
+        if (ssl_ != nullptr && SSL_pending(ssl_) > 0)
+            return true;
+        while (!stopping_) {
+            pollfd watch{fd_, POLLIN, 0};
+            const int ready = ::poll(&watch, 1, poll_ms);
+            if (ready > 0)
+                return true;
+            if (ready < 0 && errno != EINTR)
+                return false;
+        }
+        return false;
+    }
+
+    // Bytes read, 0 at end of stream or when stopping.
+    std::size_t receive(char* data, std::size_t size)
+    {
+        while (wait_readable()) {
+            if (ssl_ != nullptr) {
+                std::size_t got = 0;
+                if (SSL_read_ex(ssl_, data, size, &got) == 1)
+                    return got;
+                if (SSL_get_error(ssl_, 0) == SSL_ERROR_WANT_READ)
+                    continue;
+                return 0;
+            }
+            const ssize_t got = ::recv(fd_, data, size, 0);
+            if (got > 0)
+                return static_cast<std::size_t>(got);
+            if (got < 0 && (errno == EINTR || errno == EAGAIN))
+                continue;
+            return 0;
+        }
+        return 0;
+    }
+
+    bool send_all(const std::string& data)
+    {
+        std::size_t sent = 0;
+        while (sent < data.size() && !stopping_) {
+            pollfd watch{fd_, POLLOUT, 0};
+            if (::poll(&watch, 1, poll_ms) <= 0)
+                continue;
+            if ((watch.revents & (POLLERR | POLLHUP)) != 0)
+                return false;
+            const std::size_t chunk = std::min<std::size_t>(data.size() - sent, 16 * 1024);
+            if (ssl_ != nullptr) {
+                std::size_t wrote = 0;
+                if (SSL_write_ex(ssl_, data.data() + sent, chunk, &wrote) == 1) {
+                    sent += wrote;
+                    continue;
+                }
+                const int error = SSL_get_error(ssl_, 0);
+                if (error == SSL_ERROR_WANT_WRITE || error == SSL_ERROR_WANT_READ)
+                    continue;
+                return false;
+            }
+            const ssize_t wrote = ::send(fd_, data.data() + sent, chunk, MSG_NOSIGNAL);
+            if (wrote < 0 && (errno == EAGAIN || errno == EINTR))
+                continue;
+            if (wrote < 0)
+                return false;
+            sent += static_cast<std::size_t>(wrote);
+        }
+        return sent == data.size();
+    }
+
+    // One line without its line ending; false when the client left first.
+    bool read_line(std::string& line)
+    {
+        for (;;) {
+            const auto end = buffer_.find('\n');
+            if (end != std::string::npos) {
+                line = buffer_.substr(0, end);
+                buffer_.erase(0, end + 1);
+                if (!line.empty() && line.back() == '\r')
+                    line.pop_back();
+                return true;
+            }
+            char chunk[4096];
+            const std::size_t got = receive(chunk, sizeof chunk);
+            if (got == 0)
+                return false;
+            buffer_.append(chunk, got);
+        }
+    }
+
+    bool start_tls(const pem_credentials& credentials, std::string& problem)
+    {
+        context_ = SSL_CTX_new(TLS_server_method());
+        const std::string& pem_cert = credentials.certificate;
+        const std::string& pem_key = credentials.private_key;
+        BIO* cert_bio = BIO_new_mem_buf(pem_cert.data(), static_cast<int>(pem_cert.size()));
+        BIO* key_bio = BIO_new_mem_buf(pem_key.data(), static_cast<int>(pem_key.size()));
+        X509* cert = PEM_read_bio_X509(cert_bio, nullptr, nullptr, nullptr);
+        EVP_PKEY* key = PEM_read_bio_PrivateKey(key_bio, nullptr, nullptr, nullptr);
+        const bool loaded = cert != nullptr && key != nullptr && SSL_CTX_use_certificate(context_, cert) == 1
+                            && SSL_CTX_use_PrivateKey(context_, key) == 1;
+        X509_free(cert);
+        EVP_PKEY_free(key);
+        BIO_free(cert_bio);
+        BIO_free(key_bio);
+        if (!loaded) {
+            problem = "cannot load the fake server's certificate";
+            return false;
+        }
+        ssl_ = SSL_new(context_);
+        SSL_set_fd(ssl_, fd_);
+        // Non-blocking, driven by poll, so a client that never finishes the
+        // handshake cannot pin this thread.
+        while (!stopping_) {
+            const int done = SSL_accept(ssl_);
+            if (done == 1)
+                return true;
+            const int error = SSL_get_error(ssl_, done);
+            if (error != SSL_ERROR_WANT_READ && error != SSL_ERROR_WANT_WRITE) {
+                // The client's verification failures end up here: expected
+                // in certificate tests, so not a problem.
+                ERR_clear_error();
+                return false;
+            }
+            pollfd watch{fd_, static_cast<short>(error == SSL_ERROR_WANT_READ ? POLLIN : POLLOUT), 0};
+            ::poll(&watch, 1, poll_ms);
+        }
+        return false;
+    }
+
+    // Until the client closes or the server stops.
+    void stall()
+    {
+        char sink[4096];
+        while (receive(sink, sizeof sink) > 0) {
+        }
+    }
+
+private:
+    int fd_;
+    const std::atomic<bool>& stopping_;
+    std::string buffer_;
+    SSL_CTX* context_ = nullptr;
+    SSL* ssl_ = nullptr;
+};
+
+} // namespace
+
+server_script& server_script::send(std::string text)
+{
+    steps_.push_back({step::kind::send, std::move(text), 0, {}});
+    return *this;
+}
+
+server_script& server_script::send_filler(std::size_t count)
+{
+    steps_.push_back({step::kind::send_filler, {}, count, {}});
+    return *this;
+}
+
+server_script& server_script::expect(std::string prefix)
+{
+    steps_.push_back({step::kind::expect, std::move(prefix), 0, {}});
+    return *this;
+}
+
+server_script& server_script::start_tls(pem_credentials credentials)
+{
+    steps_.push_back({step::kind::start_tls, {}, 0, std::move(credentials)});
+    return *this;
+}
+
+server_script& server_script::stall()
+{
+    steps_.push_back({step::kind::stall, {}, 0, {}});
+    return *this;
+}
+
+server_script& server_script::close()
+{
+    steps_.push_back({step::kind::close, {}, 0, {}});
+    return *this;
+}
+
+server_script healthy_smtp(const std::vector<std::string>& extensions, const std::string& hello)
+{
+    std::string reply = "250";
+    reply += extensions.empty() ? " " : "-";
+    reply += "fake.example.com greets you\r\n";
+    for (std::size_t i = 0; i < extensions.size(); ++i)
+        reply += std::string("250") + (i + 1 == extensions.size() ? " " : "-") + extensions[i] + "\r\n";
+    server_script script;
+    script.send("220 fake.example.com ESMTP ready\r\n")
+        .expect(hello + " ")
+        .send(reply)
+        .expect("NOOP")
+        .send("250 2.0.0 Ok\r\n")
+        .expect("QUIT")
+        .send("221 2.0.0 Bye\r\n");
+    return script;
+}
+
+fake_server::fake_server(server_script script) : script_(std::move(script))
+{
+    // A client that gives up closes its end; writing to it must fail with
+    // EPIPE rather than kill the test binary (OpenSSL writes with write(2)).
+    ::signal(SIGPIPE, SIG_IGN);
+    listener_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    require(listener_ >= 0, "socket");
+    const int on = 1;
+    ::setsockopt(listener_, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on);
+    sockaddr_in address{};
+    address.sin_family = AF_INET;
+    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    address.sin_port = 0;
+    require(::bind(listener_, reinterpret_cast<sockaddr*>(&address), sizeof address) == 0, "bind");
+    require(::listen(listener_, 16) == 0, "listen");
+    socklen_t length = sizeof address;
+    require(::getsockname(listener_, reinterpret_cast<sockaddr*>(&address), &length) == 0, "getsockname");
+    port_ = ntohs(address.sin_port);
+    thread_ = std::thread([this] { serve(); });
+}
+
+fake_server::fake_server(server_script script, std::string socket_path)
+    : script_(std::move(script)), socket_path_(std::move(socket_path))
+{
+    ::signal(SIGPIPE, SIG_IGN);
+    listener_ = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    require(listener_ >= 0, "socket");
+    sockaddr_un address{};
+    address.sun_family = AF_UNIX;
+    if (socket_path_.size() >= sizeof address.sun_path)
+        throw std::runtime_error("fake server: socket path too long: " + socket_path_);
+    std::memcpy(address.sun_path, socket_path_.c_str(), socket_path_.size() + 1);
+    ::unlink(socket_path_.c_str());
+    require(::bind(listener_, reinterpret_cast<sockaddr*>(&address), sizeof address) == 0, "bind " + socket_path_);
+    require(::listen(listener_, 16) == 0, "listen");
+    thread_ = std::thread([this] { serve(); });
+}
+
+fake_server::~fake_server()
+{
+    stopping_ = true;
+    thread_.join();
+    ::close(listener_);
+    if (!socket_path_.empty())
+        ::unlink(socket_path_.c_str());
+}
+
+std::vector<std::string> fake_server::received() const
+{
+    const std::lock_guard lock(mutex_);
+    return received_;
+}
+
+std::vector<std::string> fake_server::problems() const
+{
+    const std::lock_guard lock(mutex_);
+    return problems_;
+}
+
+void fake_server::note_problem(std::string text)
+{
+    const std::lock_guard lock(mutex_);
+    problems_.push_back(std::move(text));
+}
+
+void fake_server::serve()
+{
+    while (!stopping_) {
+        pollfd watch{listener_, POLLIN, 0};
+        if (::poll(&watch, 1, poll_ms) <= 0)
+            continue;
+        // Non-blocking: every wait goes through poll and notices stopping_.
+        const int fd = ::accept4(listener_, nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
+        if (fd < 0)
+            continue;
+        ++connections_;
+        play(fd);
+    }
+}
+
+void fake_server::play(int fd)
+{
+    connection peer(fd, stopping_);
+    for (const auto& step : script_.steps()) {
+        using kind = server_script::step::kind;
+        switch (step.what) {
+        case kind::send:
+            if (!peer.send_all(step.text))
+                return;
+            break;
+        case kind::send_filler:
+            // The client is expected to give up part way: not a problem.
+            if (!peer.send_all(std::string(step.count, 'x')))
+                return;
+            break;
+        case kind::expect: {
+            std::string line;
+            if (!peer.read_line(line)) {
+                note_problem("client left while the server expected " + step.text);
+                return;
+            }
+            {
+                const std::lock_guard lock(mutex_);
+                received_.push_back(line);
+            }
+            if (!starts_with_nocase(line, step.text)) {
+                note_problem("expected " + step.text + ", got " + line);
+                return;
+            }
+            break;
+        }
+        case kind::start_tls: {
+            std::string problem;
+            if (!peer.start_tls(step.credentials, problem)) {
+                if (!problem.empty())
+                    note_problem(problem);
+                return;
+            }
+            break;
+        }
+        case kind::stall:
+            peer.stall();
+            return;
+        case kind::close:
+            return;
+        }
+    }
+}
+
+} // namespace msg_test

@@ -1,0 +1,85 @@
+#pragma once
+
+#include "test_certificates.hpp"
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace msg_test {
+
+// What a fake server does on each connection, step by step.
+class server_script {
+public:
+    struct step {
+        enum class kind { send, send_filler, expect, start_tls, stall, close };
+        kind what;
+        std::string text;          // send: bytes; expect: command prefix
+        std::size_t count = 0;     // send_filler: bytes without a newline
+        pem_credentials credentials; // start_tls
+    };
+
+    // Sends `text` as is (include the CR LF).
+    server_script& send(std::string text);
+    // Sends `count` bytes of 'x' and no newline.
+    server_script& send_filler(std::size_t count);
+    // Reads one line; records a problem unless it starts with `prefix` (case-insensitive).
+    server_script& expect(std::string prefix);
+    // Server side of a TLS handshake with `credentials`.
+    server_script& start_tls(pem_credentials credentials);
+    // Keeps the connection open and silent until the client leaves or the server stops.
+    server_script& stall();
+    // Closes the connection (also what happens after the last step).
+    server_script& close();
+
+    const std::vector<step>& steps() const { return steps_; }
+
+private:
+    std::vector<step> steps_;
+};
+
+// The usual well-behaved SMTP (or LMTP) conversation up to QUIT, advertising `extensions`.
+server_script healthy_smtp(const std::vector<std::string>& extensions = {"PIPELINING", "SIZE 10240000", "8BITMIME"},
+                           const std::string& hello = "EHLO");
+
+// An in-process server on 127.0.0.1 (kernel-chosen port) or a unix socket
+// that plays one script to every connection, on its own thread.
+class fake_server {
+public:
+    explicit fake_server(server_script script);
+    fake_server(server_script script, std::string socket_path);
+    ~fake_server();
+    fake_server(const fake_server&) = delete;
+    fake_server& operator=(const fake_server&) = delete;
+
+    std::uint16_t port() const { return port_; }
+
+    // Every line clients sent, in order, without line endings.
+    std::vector<std::string> received() const;
+    // Deviations from the script ("expected QUIT, got ..."); empty when the client behaved.
+    std::vector<std::string> problems() const;
+    // Connections accepted so far.
+    std::size_t connections() const { return connections_.load(); }
+
+private:
+    void serve();
+    void play(int fd);
+    void note_problem(std::string text);
+
+    server_script script_;
+    std::string socket_path_;
+    int listener_ = -1;
+    std::uint16_t port_ = 0;
+    std::atomic<bool> stopping_{false};
+    std::atomic<std::size_t> connections_{0};
+    mutable std::mutex mutex_;
+    std::vector<std::string> received_;
+    std::vector<std::string> problems_;
+    std::thread thread_;
+};
+
+} // namespace msg_test
