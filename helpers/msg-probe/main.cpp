@@ -1,2 +1,165 @@
-// Placeholder until the helper is written; exits OCF_ERR_UNIMPLEMENTED.
-int main() { return 3; }
+// msg-probe: deadline-bound protocol health checks for the messaging agents.
+// Exit status is an OCF code; on any status but 0, exactly one reason line
+// goes to stderr for the agent's ocf_exit_reason.
+#include "msg/deadline.hpp"
+#include "msg/log.hpp"
+#include "msg/outcome.hpp"
+#include "msg/probe_options.hpp"
+#include "msg/smtp.hpp"
+
+#include <CLI/CLI.hpp>
+#include <unistd.h>
+
+#include <algorithm>
+#include <functional>
+#include <iostream>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace {
+
+constexpr const char* exit_codes_help = R"(Exit codes (OCF):
+  0    healthy
+  1    unhealthy: bad or missing reply, stall, deadline passed, bad certificate
+  2    bad usage of msg-probe
+  6    misconfigured: unreadable --ca-file
+  7    nothing listening: connection refused, socket absent
+  190  degraded: healthy, but the certificate expires within --cert-warn-days
+On any exit status but 0, one reason line is written to stderr.)";
+
+// A subcommand: its parser, and what runs once its arguments are parsed.
+// Adding a protocol is one function returning this plus one line in main.
+struct command {
+    CLI::App* parser;
+    std::function<msg::outcome()> run;
+};
+
+// The connection vocabulary every protocol shares.
+void add_connection_options(CLI::App& parser, msg::probe_options& where, const std::string& default_ports)
+{
+    auto* host = parser.add_option("--host", where.host, "server address or name")->capture_default_str();
+    auto* port = parser.add_option("--port", where.port, "server port (default " + default_ports + ")")
+                     ->check(CLI::Range(1, 65535));
+    parser.add_option("--socket", where.socket_path, "unix socket to connect to instead of --host/--port")
+        ->excludes(host)
+        ->excludes(port);
+    auto* tls = parser.add_flag_callback("--tls", [&where] { where.tls = msg::tls_mode::implicit; },
+                                         "TLS from the first byte");
+    parser.add_flag_callback("--starttls", [&where] { where.tls = msg::tls_mode::starttls; },
+                             "upgrade to TLS with the protocol's STARTTLS")
+        ->excludes(tls);
+    // Not CLI::ExistingFile: a missing CA file is a configuration fault (6)
+    // the check reports, not a malformed command line (2).
+    parser.add_option("--ca-file", where.ca_file, "PEM file of CAs to trust instead of the system store");
+    parser.add_option("--server-name", where.server_name,
+                      "name the server certificate must carry, also sent as SNI (default: --host)");
+    parser.add_option("--cert-warn-days", where.cert_warn_days,
+                      "exit 190 when the certificate expires within N days (0: never)")
+        ->check(CLI::NonNegativeNumber)
+        ->capture_default_str();
+    parser
+        .add_option_function<int>(
+            "--deadline-ms", [&where](int ms) { where.time_limit = std::chrono::milliseconds(ms); },
+            "the whole check ends within this many milliseconds (default 10000)")
+        ->check(CLI::Range(1, 24 * 60 * 60 * 1000));
+}
+
+// `smtp` and `lmtp`: one dialogue, EHLO or LHLO.
+command smtp_command(CLI::App& root, bool lmtp)
+{
+    auto options = std::make_shared<msg::smtp_options>();
+    options->lmtp = lmtp;
+    const std::string hello = lmtp ? "LHLO" : "EHLO";
+    CLI::App* parser = root.add_subcommand(
+        lmtp ? "lmtp" : "smtp",
+        lmtp ? "LMTP check: banner 220, LHLO, extensions, NOOP, QUIT"
+             : "SMTP check: banner 220, EHLO, extensions, NOOP, QUIT");
+    add_connection_options(*parser, options->where, lmtp ? "24" : "25, 465 with --tls");
+    parser->add_option(lmtp ? "--lhlo" : "--ehlo", options->helo_name, hello + " argument (default: this host's name)");
+    parser->add_option("--require-ext", options->required_extensions,
+                       "extension the server must offer after " + hello + ", e.g. SIZE or \"AUTH PLAIN\"; repeatable");
+    auto* transaction = parser->add_flag("--transaction", options->transaction,
+                                         "also MAIL FROM, RCPT TO and RSET: fails on 4xx/5xx, sends no mail");
+    parser->add_option("--mail-from", options->mail_from, "transaction sender (default: null sender <>)")
+        ->needs(transaction);
+    parser->add_option("--rcpt-to", options->rcpt_to, "transaction recipient")
+        ->capture_default_str()
+        ->needs(transaction);
+    parser->footer(exit_codes_help);
+    return {parser, [options] {
+                return msg::check_smtp(*options, msg::deadline::after(options->where.time_limit));
+            }};
+}
+
+// Agents read stderr as one line; CLI11 and exceptions may carry newlines.
+std::string one_line(std::string text)
+{
+    std::replace(text.begin(), text.end(), '\n', ' ');
+    std::replace(text.begin(), text.end(), '\r', ' ');
+    return text;
+}
+
+// CLI11 reports a mistyped subcommand as "A subcommand is required";
+// naming the word that was not understood saves the operator a guess.
+std::string usage_error(CLI::App& app, const CLI::ParseError& error)
+{
+    const std::vector<std::string> left = app.remaining();
+    if (!app.get_subcommands().empty() || left.empty() || left.front().rfind('-', 0) == 0)
+        return error.what();
+    std::string known;
+    for (const CLI::App* subcommand : app.get_subcommands([](const CLI::App*) { return true; }))
+        known += (known.empty() ? "" : ", ") + subcommand->get_name();
+    return "unknown subcommand '" + left.front() + "' (known: " + known + ")";
+}
+
+int report(const msg::outcome& result)
+{
+    if (result.healthy())
+        return 0;
+    std::string reason = one_line(result.reason());
+    if (reason.empty())
+        reason = "check failed without a reason";
+    if (result.code() == msg::ocf_code::degraded)
+        msg::log_warning(reason);
+    else
+        msg::log_error(reason);
+    std::cerr << reason << std::endl;
+    return result.exit_status();
+}
+
+} // namespace
+
+int main(int argc, char** argv)
+{
+    const msg::log_session log("msg-probe", isatty(STDERR_FILENO) == 1);
+    try {
+        CLI::App app("Deadline-bound health checks of messaging servers, for OCF resource agents.", "msg-probe");
+        app.require_subcommand(1);
+        app.footer(exit_codes_help);
+        const std::vector<command> commands{
+            smtp_command(app, false),
+            smtp_command(app, true),
+        };
+        try {
+            app.parse(argc, argv);
+        } catch (const CLI::Success& help) {
+            return app.exit(help);
+        } catch (const CLI::ParseError& error) {
+            // CLI11's own exit codes (100+) mean nothing to an agent: every
+            // usage error is an OCF_ERR_ARGS.
+            return report({msg::ocf_code::err_args, usage_error(app, error)});
+        }
+        for (const command& candidate : commands) {
+            if (candidate.parser->parsed())
+                return report(candidate.run());
+        }
+        return report({msg::ocf_code::err_args, "no subcommand given"});
+    } catch (const msg::check_failure& failure) {
+        return report(failure.result());
+    } catch (const std::exception& error) {
+        return report(msg::outcome::failed(error.what()));
+    } catch (...) {
+        return report(msg::outcome::failed("unexpected internal error"));
+    }
+}
