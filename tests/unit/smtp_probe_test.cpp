@@ -221,6 +221,32 @@ TEST(SmtpProbe, RequiredExtensionMissingFails)
                                    + " (offers: PIPELINING SIZE)");
 }
 
+TEST(SmtpProbe, RejectionIsFollowedByQuit)
+{
+    // Postfix then logs "quit=1" instead of "lost connection after EHLO".
+    fake_server server(server_script()
+                           .send("220 fake ESMTP\r\n")
+                           .expect("EHLO ")
+                           .send("250 fake\r\n")
+                           .expect("QUIT")
+                           .send("221 Bye\r\n"));
+    auto options = options_for(server.port());
+    options.required_extensions = {"SMTPUTF8"};
+    const auto [result, elapsed] = run(options);
+    EXPECT_EQ(result.code(), ocf_code::err_generic);
+    EXPECT_EQ(server.received_at_least(2), (std::vector<std::string>{"EHLO probe.test", "QUIT"}));
+    EXPECT_TRUE(server.problems().empty());
+}
+
+TEST(SmtpProbe, RejectedBannerFailsAtOnceEvenIfServerThenStalls)
+{
+    // The farewell QUIT is sent, never waited for.
+    fake_server server(server_script().send("421 4.3.2 try later\r\n").stall());
+    const auto [result, elapsed] = run(options_for(server.port(), 1500ms));
+    EXPECT_EQ(result.reason(), "SMTP session rejected: 421 4.3.2 try later");
+    EXPECT_LT(elapsed, 500ms);
+}
+
 TEST(SmtpProbe, RequiredExtensionsMatchCaseInsensitivelyWithParameters)
 {
     fake_server server(msg_test::healthy_smtp({"size 1000", "AUTH PLAIN LOGIN", "8BITMIME"}));
@@ -496,6 +522,7 @@ TEST(SmtpProbe, ImplicitTlsAgainstPlaintextServerFails)
     const auto [result, elapsed] = run(options);
     EXPECT_EQ(result.code(), ocf_code::err_generic);
     EXPECT_TRUE(contains(result.reason(), "TLS handshake with 127.0.0.1:")) << result.reason();
+    EXPECT_TRUE(contains(result.reason(), "not a TLS port? --starttls upgrades a plaintext one"));
     EXPECT_LT(elapsed, 1000ms);
 }
 

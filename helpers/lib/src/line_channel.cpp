@@ -296,7 +296,12 @@ void line_channel::start_tls(const tls_verification& verification)
         }
         if (is_closed_by_peer(result))
             self.fail(outcome::failed("connection closed during TLS handshake with " + self.peer));
-        self.fail(outcome::failed("TLS handshake with " + self.peer + " failed: " + result.message()));
+        std::string reason = "TLS handshake with " + self.peer + " failed: " + result.message();
+        // The classic mix-up: --tls against a port that speaks plaintext first.
+        if (result.category() == asio::error::get_ssl_category()
+            && ERR_GET_REASON(static_cast<unsigned long>(result.value())) == SSL_R_WRONG_VERSION_NUMBER)
+            reason += " (not a TLS port? --starttls upgrades a plaintext one)";
+        self.fail(outcome::failed(reason));
     }
     if (const X509* cert = SSL_get0_peer_certificate(self.tls->native_handle()))
         self.certificate = describe_certificate(cert);

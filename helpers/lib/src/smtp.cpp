@@ -132,6 +132,56 @@ std::uint16_t default_port(const smtp_options& options)
     return options.where.tls == tls_mode::implicit ? 465 : 25;
 }
 
+// The dialogue proper, on a connected channel; throws check_failure.
+outcome converse(line_channel& channel, const smtp_options& options)
+{
+    const std::string protocol = options.lmtp ? "LMTP" : "SMTP";
+    const std::string hello = options.lmtp ? "LHLO" : "EHLO";
+    const probe_options& where = options.where;
+    dialogue session(channel, protocol);
+    const std::string hello_line = hello + " " + (options.helo_name.empty() ? this_host_name() : options.helo_name);
+
+    dialogue::expect(session.read_reply(protocol + " banner"), 220, 220, protocol + " session");
+    smtp_reply greeting = session.command(hello_line, hello);
+    dialogue::expect(greeting, 250, 250, hello);
+
+    if (where.tls == tls_mode::starttls) {
+        if (!offers_extension(parse_extensions(greeting), "STARTTLS"))
+            throw check_failure(outcome::failed("STARTTLS not offered by " + channel.peer()));
+        dialogue::expect(session.command("STARTTLS", "STARTTLS"), 220, 220, "STARTTLS");
+        channel.start_tls(verification_for(where));
+        // RFC 3207: everything learnt before TLS is void, extensions included.
+        greeting = session.command(hello_line, hello);
+        dialogue::expect(greeting, 250, 250, hello);
+    }
+    outcome certificate = outcome::ok();
+    if (channel.peer_certificate())
+        certificate = check_certificate_expiry(*channel.peer_certificate(), where.cert_warn_days);
+
+    const std::vector<smtp_extension> offered = parse_extensions(greeting);
+    for (const auto& required : options.required_extensions) {
+        if (!offers_extension(offered, required))
+            throw check_failure(outcome::failed("required extension " + printable_excerpt(required)
+                                                + " not offered by " + channel.peer() + " (offers: "
+                                                + printable_excerpt(offered_list(offered)) + ")"));
+    }
+
+    if (options.transaction) {
+        // Up to RCPT only: the server commits to taking the mail (queue
+        // space, recipient) without any mail being sent; RSET ends it.
+        dialogue::expect(session.command("MAIL FROM:" + as_path(options.mail_from), "MAIL FROM"), 250, 250,
+                         "MAIL FROM");
+        dialogue::expect(session.command("RCPT TO:" + as_path(options.rcpt_to), "RCPT TO"), 250, 251,
+                         "RCPT TO");
+        dialogue::expect(session.command("RSET", "RSET"), 250, 250, "RSET");
+    }
+
+    dialogue::expect(session.command("NOOP", "NOOP"), 250, 250, "NOOP");
+    dialogue::expect(session.command("QUIT", "QUIT"), 221, 221, "QUIT");
+    channel.close();
+    return certificate;
+}
+
 } // namespace
 
 std::string smtp_reply::text() const
@@ -178,8 +228,6 @@ bool offers_extension(const std::vector<smtp_extension>& offered, std::string_vi
 
 outcome check_smtp(const smtp_options& options, const deadline& until)
 {
-    const std::string protocol = options.lmtp ? "LMTP" : "SMTP";
-    const std::string hello = options.lmtp ? "LHLO" : "EHLO";
     try {
         // Bad options are the caller's bug (2), found before any traffic.
         require_single_line(options.helo_name, "--ehlo");
@@ -193,48 +241,19 @@ outcome check_smtp(const smtp_options& options, const deadline& until)
 
         line_channel channel(until);
         channel.connect(where, default_port(options));
-        dialogue session(channel, protocol);
-        const std::string hello_line = hello + " " + (options.helo_name.empty() ? this_host_name() : options.helo_name);
-
-        dialogue::expect(session.read_reply(protocol + " banner"), 220, 220, protocol + " session");
-        smtp_reply greeting = session.command(hello_line, hello);
-        dialogue::expect(greeting, 250, 250, hello);
-
-        if (where.tls == tls_mode::starttls) {
-            if (!offers_extension(parse_extensions(greeting), "STARTTLS"))
-                throw check_failure(outcome::failed("STARTTLS not offered by " + channel.peer()));
-            dialogue::expect(session.command("STARTTLS", "STARTTLS"), 220, 220, "STARTTLS");
-            channel.start_tls(verification_for(where));
-            // RFC 3207: everything learnt before TLS is void, extensions included.
-            greeting = session.command(hello_line, hello);
-            dialogue::expect(greeting, 250, 250, hello);
+        try {
+            return converse(channel, options);
+        } catch (const check_failure&) {
+            // The server answered but not as required: say goodbye, so its
+            // log shows a clean QUIT rather than a lost connection. Not
+            // waiting for the reply keeps the failure as fast as it was;
+            // a channel already closed by a stall makes this a no-op.
+            try {
+                channel.write_line("QUIT", "QUIT");
+            } catch (const check_failure&) {
+            }
+            throw;
         }
-        outcome certificate = outcome::ok();
-        if (channel.peer_certificate())
-            certificate = check_certificate_expiry(*channel.peer_certificate(), where.cert_warn_days);
-
-        const std::vector<smtp_extension> offered = parse_extensions(greeting);
-        for (const auto& required : options.required_extensions) {
-            if (!offers_extension(offered, required))
-                throw check_failure(outcome::failed("required extension " + printable_excerpt(required)
-                                                    + " not offered by " + channel.peer() + " (offers: "
-                                                    + printable_excerpt(offered_list(offered)) + ")"));
-        }
-
-        if (options.transaction) {
-            // Up to RCPT only: the server commits to taking the mail (queue
-            // space, recipient) without any mail being sent; RSET ends it.
-            dialogue::expect(session.command("MAIL FROM:" + as_path(options.mail_from), "MAIL FROM"), 250, 250,
-                             "MAIL FROM");
-            dialogue::expect(session.command("RCPT TO:" + as_path(options.rcpt_to), "RCPT TO"), 250, 251,
-                             "RCPT TO");
-            dialogue::expect(session.command("RSET", "RSET"), 250, 250, "RSET");
-        }
-
-        dialogue::expect(session.command("NOOP", "NOOP"), 250, 250, "NOOP");
-        dialogue::expect(session.command("QUIT", "QUIT"), 221, 221, "QUIT");
-        channel.close();
-        return certificate;
     } catch (const check_failure& failure) {
         return failure.result();
     }

@@ -310,6 +310,17 @@ std::vector<std::string> fake_server::received() const
     return received_;
 }
 
+std::vector<std::string> fake_server::received_at_least(std::size_t count, std::chrono::milliseconds wait) const
+{
+    const auto until = std::chrono::steady_clock::now() + wait;
+    for (;;) {
+        std::vector<std::string> lines = received();
+        if (lines.size() >= count || std::chrono::steady_clock::now() >= until)
+            return lines;
+        std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+}
+
 std::vector<std::string> fake_server::problems() const
 {
     const std::lock_guard lock(mutex_);

@@ -3,6 +3,7 @@
 #include "test_certificates.hpp"
 
 #include <atomic>
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <mutex>
@@ -60,6 +61,10 @@ public:
 
     // Every line clients sent, in order, without line endings.
     std::vector<std::string> received() const;
+    // received(), once it has `count` lines or `wait` has passed: for lines a
+    // client sends on its way out, which the server may not have read yet.
+    std::vector<std::string> received_at_least(std::size_t count,
+                                               std::chrono::milliseconds wait = std::chrono::seconds(2)) const;
     // Deviations from the script ("expected QUIT, got ..."); empty when the client behaved.
     std::vector<std::string> problems() const;
     // Connections accepted so far.
