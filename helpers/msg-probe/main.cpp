@@ -5,12 +5,14 @@
 #include "msg/log.hpp"
 #include "msg/outcome.hpp"
 #include "msg/probe_options.hpp"
+#include "msg/process_identity.hpp"
 #include "msg/smtp.hpp"
 
 #include <CLI/CLI.hpp>
 #include <unistd.h>
 
 #include <algorithm>
+#include <filesystem>
 #include <functional>
 #include <iostream>
 #include <memory>
@@ -92,6 +94,35 @@ command smtp_command(CLI::App& root, bool lmtp)
             }};
 }
 
+// `process`: is the pid file's process really the daemon? No network: this
+// is the agents' level-0 check and the source of pids for stop escalation.
+command process_command(CLI::App& root)
+{
+    struct process_options {
+        std::filesystem::path pid_file;
+        std::vector<std::filesystem::path> exes;
+        bool tree = false;
+    };
+    auto options = std::make_shared<process_options>();
+    CLI::App* parser = root.add_subcommand(
+        "process", "Daemon identity: the pid file's pid is alive, not a zombie, one of --exe (/proc/PID/exe), "
+                   "and started no later than the pid file was written");
+    parser->add_option("--pid-file", options->pid_file, "the daemon's pid file")->required();
+    parser->add_option("--exe", options->exes, "absolute path of the daemon's executable; repeatable")->required();
+    parser->add_flag("--tree", options->tree,
+                     "print the daemon's pid and all its descendants' pids, one per line (for stop escalation)");
+    parser->footer(R"(Exit codes (OCF):
+  0    the daemon runs: its pid (with --tree, its process tree) on stdout
+  2    bad usage of msg-probe
+  7    not running: no pid file, garbage in it, a dead or zombie pid, or a pid
+       that is another program or started after the file was written
+       ("... which is not EXE: not signalling it": never signal that pid)
+On any exit status but 0, one reason line is written to stderr.)");
+    return {parser, [options] {
+                return msg::check_daemon_process(options->pid_file, options->exes, options->tree, std::cout);
+            }};
+}
+
 // Agents read stderr as one line; CLI11 and exceptions may carry newlines.
 std::string one_line(std::string text)
 {
@@ -140,6 +171,7 @@ int main(int argc, char** argv)
         const std::vector<command> commands{
             smtp_command(app, false),
             smtp_command(app, true),
+            process_command(app),
         };
         try {
             app.parse(argc, argv);

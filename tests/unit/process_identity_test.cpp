@@ -1,3 +1,4 @@
+#include "msg/child_process.hpp"
 #include "msg/process_identity.hpp"
 
 #include <gtest/gtest.h>
@@ -14,6 +15,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -307,4 +309,103 @@ TEST(ProcessStartTime, IsCloseToNowForANewProcess)
     ASSERT_TRUE(started);
     const auto skew = std::chrono::system_clock::now() - *started;
     EXPECT_LT(std::chrono::abs(skew), std::chrono::seconds(2));
+}
+
+// `msg-probe process`, as the agents run it.
+class MsgProbeProcess : public ProcessIdentity {
+protected:
+    msg::child_result probe(std::vector<std::string> args) const
+    {
+        msg::child_command command;
+        command.program = MSG_PROBE_PATH;
+        command.args = {"process", "--pid-file", pid_file_.string()};
+        command.args.insert(command.args.end(), args.begin(), args.end());
+        return msg::run_child(command, msg::deadline::after(std::chrono::seconds(10)));
+    }
+};
+
+TEST_F(MsgProbeProcess, PrintsThePidOfARunningDaemon)
+{
+    spawned daemon({sleep_exe.string(), "30"});
+    ASSERT_TRUE(wait_for_state(daemon.pid(), 'S', "sleep"));
+    write_pid(daemon.pid());
+    const auto run = probe({"--exe", postfix_master.string(), "--exe", sleep_exe.string()});
+    EXPECT_TRUE(run.succeeded()) << run.describe_end() << ": " << run.err;
+    EXPECT_EQ(run.out, std::to_string(daemon.pid()) + "\n");
+    EXPECT_EQ(run.err, "");
+}
+
+TEST_F(MsgProbeProcess, ForeignPidIsNotRunningAndNamed)
+{
+    spawned stranger({sleep_exe.string(), "30"});
+    ASSERT_TRUE(wait_for_state(stranger.pid(), 'S', "sleep"));
+    write_pid(stranger.pid());
+    const auto run = probe({"--exe", postfix_master.string()});
+    ASSERT_TRUE(run.exit_code.has_value()) << run.describe_end();
+    EXPECT_EQ(*run.exit_code, 7);
+    EXPECT_EQ(run.out, "");
+    EXPECT_EQ(run.err, "pid file " + pid_file_.string() + " names PID " + std::to_string(stranger.pid()) +
+                           " (sleep), which is not /usr/lib/postfix/sbin/master: not signalling it\n");
+    EXPECT_TRUE(msg::process_alive(stranger.pid()));
+}
+
+TEST_F(MsgProbeProcess, MissingPidFileIsNotRunning)
+{
+    const auto run = probe({"--exe", sleep_exe.string()});
+    ASSERT_TRUE(run.exit_code.has_value());
+    EXPECT_EQ(*run.exit_code, 7);
+    EXPECT_EQ(run.err, "pid file " + pid_file_.string() + " does not exist\n");
+}
+
+TEST_F(MsgProbeProcess, ZombieIsNotRunning)
+{
+    spawned child({sleep_exe.string(), "0"});
+    ASSERT_TRUE(wait_for_state(child.pid(), 'Z', "sleep"));
+    write_pid(child.pid());
+    const auto run = probe({"--exe", sleep_exe.string()});
+    ASSERT_TRUE(run.exit_code.has_value());
+    EXPECT_EQ(*run.exit_code, 7);
+    EXPECT_NE(run.err.find("zombie"), std::string::npos) << run.err;
+}
+
+TEST_F(MsgProbeProcess, TreeListsTheDaemonAndItsDescendants)
+{
+    spawned root({"/bin/sh", "-c", "/bin/sh -c 'sleep 30 & wait' & sleep 30 & wait"});
+    for (int i = 0; i < 200 && msg::process_tree(root.pid()).size() < 4; ++i) {
+        ::usleep(10000);
+    }
+    write_pid(root.pid());
+    const auto run = probe({"--exe", "/bin/sh", "--tree"});  // a symlink to dash
+    ASSERT_TRUE(run.succeeded()) << run.describe_end() << ": " << run.err;
+    std::vector<pid_t> listed;
+    std::istringstream lines(run.out);
+    long pid = 0;
+    while (lines >> pid) {
+        listed.push_back(static_cast<pid_t>(pid));
+    }
+    ASSERT_EQ(listed.size(), 4u) << run.out;
+    EXPECT_EQ(listed.front(), root.pid());
+    EXPECT_EQ(listed, msg::process_tree(root.pid()));
+}
+
+TEST_F(MsgProbeProcess, TreeOfAForeignPidIsRefused)
+{
+    spawned stranger({sleep_exe.string(), "30"});
+    ASSERT_TRUE(wait_for_state(stranger.pid(), 'S', "sleep"));
+    write_pid(stranger.pid());
+    const auto run = probe({"--exe", postfix_master.string(), "--tree"});
+    ASSERT_TRUE(run.exit_code.has_value());
+    EXPECT_EQ(*run.exit_code, 7);
+    EXPECT_EQ(run.out, "");
+    EXPECT_NE(run.err.find("not signalling it"), std::string::npos) << run.err;
+}
+
+TEST_F(MsgProbeProcess, BadUsageExitsTwo)
+{
+    for (const auto& args : std::vector<std::vector<std::string>>{{}, {"--exe", "sleep"}}) {
+        const auto run = probe(args);
+        ASSERT_TRUE(run.exit_code.has_value());
+        EXPECT_EQ(*run.exit_code, 2) << run.err;
+        EXPECT_EQ(run.err.find('\n'), run.err.size() - 1) << run.err;
+    }
 }

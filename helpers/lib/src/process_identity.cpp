@@ -305,6 +305,34 @@ pid_file_check check_pid_file(const std::filesystem::path& pid_file,
     return check;
 }
 
+outcome check_daemon_process(const std::filesystem::path& pid_file,
+                             const std::vector<std::filesystem::path>& daemon_exes, bool with_tree, std::ostream& out)
+{
+    for (const auto& exe : daemon_exes) {
+        if (!exe.is_absolute()) {
+            return {ocf_code::err_args, "daemon executable " + exe.string() + " is not an absolute path"};
+        }
+    }
+    const auto check = check_pid_file(pid_file, daemon_exes);
+    if (check.state != pid_file_state::running) {
+        return outcome::not_running(check.reason);
+    }
+    if (!with_tree) {
+        out << check.pid << '\n';
+        return outcome::ok();
+    }
+    const auto tree = process_tree(check.pid);
+    if (tree.empty()) {
+        // It died between the two looks.
+        return outcome::not_running("pid file " + pid_file.string() + " names PID " + std::to_string(check.pid) +
+                                    ", which is not running");
+    }
+    for (pid_t pid : tree) {
+        out << pid << '\n';
+    }
+    return outcome::ok();
+}
+
 std::vector<pid_t> process_tree(pid_t root)
 {
     std::vector<pid_t> tree;

@@ -1,10 +1,13 @@
 #pragma once
 
+#include "msg/outcome.hpp"
+
 #include <sys/types.h>
 
 #include <chrono>
 #include <filesystem>
 #include <optional>
+#include <ostream>
 #include <string>
 #include <vector>
 
@@ -42,6 +45,14 @@ struct proc_stat {
 // The pid's start time may be at most 1 s later than the file's mtime.
 pid_file_check check_pid_file(const std::filesystem::path& pid_file,
                               const std::vector<std::filesystem::path>& daemon_exes);
+
+// `msg-probe process`: success when the pid file's process is the daemon,
+// writing its pid to `out` (with `with_tree`, the pids of it and all its
+// descendants, one per line); not_running with check_pid_file's reason
+// otherwise, also for a foreign pid, which the caller must never signal;
+// err_args for an --exe that is not an absolute path.
+outcome check_daemon_process(const std::filesystem::path& pid_file,
+                             const std::vector<std::filesystem::path>& daemon_exes, bool with_tree, std::ostream& out);
 
 // /proc/PID/stat, parsed; nullopt when the process does not exist.
 std::optional<proc_stat> read_proc_stat(pid_t pid);
