@@ -56,7 +56,6 @@ import grp
 import json
 import os
 import pwd
-import re
 import shutil
 import signal
 import subprocess

@@ -108,9 +108,17 @@ def resource_state(c: Cluster) -> tuple[str, bool]:
     return r.get("role", "?"), r.get("failed") == "true"
 
 
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def plain(text: str) -> str:
+    """Tool output without terminal colours (crmsh colours warnings regardless of -D plain)."""
+    return ANSI.sub("", text)
+
+
 def crm_mon(c: Cluster, *extra: str) -> str:
     r = c.run(["crm_mon", "-1", *extra], timeout=20)
-    return r.stdout if r.returncode == 0 else r.stdout + r.stderr
+    return plain(r.stdout if r.returncode == 0 else r.stdout + r.stderr)
 
 
 def log_timeline(c: Cluster, since: str) -> str:
@@ -161,13 +169,22 @@ def scenario(c: Cluster, inst: PostfixInstance, agent: str) -> None:
     say(indent("crm configure " + " \\\n    ".join(re.split(r" (?=op |params )", conf))))
     r = c.run(["crm", "-D", "plain", "configure", *conf.split()], timeout=60)
     if r.stdout.strip() or r.stderr.strip():
-        say(indent((r.stdout + r.stderr).strip()))
+        say(indent(plain(r.stdout + r.stderr).strip()))
     if r.returncode != 0:
         raise DemoError(f"crm configure failed (exit {r.returncode})")
 
     step("Wait for Pacemaker to probe and start it")
     t = time.monotonic()
-    wait_for(f"{RSC} to be Started", lambda: resource_state(c) == ("Started", False), 90)
+
+    def started() -> bool:
+        for f in failures(c):
+            if f.get("task") == "start" and f.get("op_key", "").startswith(RSC + "_"):
+                say(indent(crm_mon(c)))
+                raise DemoError(f"Pacemaker could not start {RSC}: {f.get('exitstatus')} "
+                                f"({f.get('exitcode')}): {f.get('exitreason') or 'no reason given'}")
+        return resource_state(c) == ("Started", False)
+
+    wait_for(f"{RSC} to be Started", started, 90)
     c.run(["crm_resource", "--wait", "--timeout=60s"], timeout=70)
     say(f"    started in {time.monotonic() - t:.1f}s; master pid {inst.master_pid()}")
     say(indent(crm_mon(c)))
