@@ -263,7 +263,7 @@ TEST(MsgProbeCli, UnknownSubcommandIsUsageError)
 {
     const auto run = probe({"gopher"});
     EXPECT_EQ(run.exit_code, 2);
-    expect_one_reason_line(run, "unknown subcommand 'gopher' (known: smtp, lmtp)");
+    expect_one_reason_line(run, "unknown subcommand 'gopher' (known: smtp, lmtp");
 }
 
 TEST(MsgProbeCli, ConflictingOptionsAreUsageErrors)
