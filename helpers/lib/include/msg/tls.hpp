@@ -17,7 +17,7 @@ struct tls_verification {
 
 // What an operator needs to know about the server's certificate.
 struct certificate_info {
-    std::string subject;             // one line, e.g. "CN=mx.example.com, O=Example"
+    std::string subject;             // RFC 2253 one-liner, e.g. "CN=mx.example.com,O=Example"
     std::string not_after;           // as OpenSSL prints it, e.g. "Jan  1 00:00:00 2030 GMT"
     std::chrono::seconds remaining{}; // until notAfter; negative once expired
 
