@@ -482,6 +482,27 @@ TEST_F(MsgRecoverBinary, RecoversStaleFilesWithSummaryOnStdout)
     }
 }
 
+TEST_F(MsgRecoverBinary, RecoversStandaloneWhenNoCorosyncIsReachable)
+{
+    // In a fresh network namespace no corosync is reachable (libqb's sockets
+    // are abstract unix sockets) and none runs there: the standalone path,
+    // with the real libquorum, whatever cluster runs on this host.
+    write_file(pid_file(), padded_pid(dead_pid()));
+    msg::child_command command;
+    command.program = "/usr/bin/unshare";
+    // postfix check wants an active interface for inet_interfaces = 127.0.0.1.
+    command.args = {"--net", "/bin/sh", "-c", "ip link set lo up && exec \"$0\" \"$@\"",
+                    MSG_RECOVER_PATH, "postfix", "--config-dir", config_dir_.string()};
+    const auto run = msg::run_child(command, deadline::after(60s));
+
+    ASSERT_TRUE(run.exit_code.has_value()) << run.describe_end();
+    EXPECT_EQ(*run.exit_code, 0) << run.err;
+    EXPECT_EQ(run.out, "recovered postfix: removed 1 stale file; queue structure checked; config check clean; "
+                       "standalone (no corosync)\n");
+    EXPECT_EQ(run.err, "");
+    EXPECT_FALSE(fs::exists(pid_file()));
+}
+
 TEST_F(MsgRecoverBinary, BrokenConfigExitsSixWithOneReasonLine)
 {
     const auto quorum = msg::check_quorum(msg::corosync_quorum_source(), deadline::after(5s));

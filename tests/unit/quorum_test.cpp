@@ -3,6 +3,10 @@
 #include <corosync/quorum.h>
 #include <gtest/gtest.h>
 
+#include <sched.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <atomic>
 #include <chrono>
 #include <deque>
@@ -216,6 +220,28 @@ TEST(QuorumCheck, LocalCorosyncOrStandalone)
     } else {
         EXPECT_EQ(status.state, quorum_state::no_cluster) << status.detail;
     }
+}
+
+TEST(QuorumCheck, NoCorosyncInOurNetworkNamespaceIsStandalone)
+{
+    // libqb's IPC sockets are abstract unix sockets, scoped to a network
+    // namespace: in a fresh one no corosync is reachable, and any corosync
+    // process on this host belongs to another namespace. This is the real
+    // libquorum path of a node without a cluster, whatever runs on the host.
+    const pid_t child = ::fork();
+    ASSERT_GE(child, 0);
+    if (child == 0) {
+        if (::unshare(CLONE_NEWNET) != 0) {
+            ::_exit(100);
+        }
+        const auto status = msg::check_quorum(msg::corosync_quorum_source(), deadline::after(5s));
+        ::_exit(static_cast<int>(status.state));
+    }
+    int wait_status = 0;
+    ASSERT_EQ(::waitpid(child, &wait_status, 0), child);
+    ASSERT_TRUE(WIFEXITED(wait_status));
+    ASSERT_NE(WEXITSTATUS(wait_status), 100) << "unshare(CLONE_NEWNET) failed: the test needs root";
+    EXPECT_EQ(WEXITSTATUS(wait_status), static_cast<int>(quorum_state::no_cluster));
 }
 
 TEST(QuorumPolicy, ProceedsOnlyWhenQuorateOrStandalone)
