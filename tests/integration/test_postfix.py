@@ -23,7 +23,7 @@ import procs
 from ocf import OCF, Result, run_agent
 from postfix_instance import PostfixInstance, free_port, settle
 
-START_MS = 30000
+START_MS = 20000
 STOP_MS = 30000
 MONITOR_MS = 10000
 # Short enough to keep the hang tests fast, long enough for a healthy check.
