@@ -103,7 +103,14 @@ class ClusterError(Exception):
 
 
 def log(msg: str) -> None:
-    print(f"{time.strftime('%H:%M:%S')} cluster: {msg}", flush=True)
+    try:
+        print(f"{time.strftime('%H:%M:%S')} cluster: {msg}", flush=True)
+    except BrokenPipeError:
+        # Nobody reads our output any more (`... | head`): a stop must still
+        # run to the end, so keep going without it.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
 
 
 # --------------------------------------------------------------------------

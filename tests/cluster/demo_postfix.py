@@ -40,7 +40,14 @@ T0 = time.monotonic()
 
 
 def say(msg: str = "") -> None:
-    print(msg, flush=True)
+    try:
+        print(msg, flush=True)
+    except BrokenPipeError:
+        # The reader went away (e.g. `| head`): carry on silently, so the
+        # teardown still runs to the end.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
 
 
 def step(title: str) -> None:
@@ -245,22 +252,32 @@ def scenario(c: Cluster, inst: PostfixInstance, agent: str) -> None:
 
 
 def teardown(c: Cluster, inst: PostfixInstance, failed: bool) -> None:
+    """Every step runs even if an earlier one fails; the first error is re-raised at the end."""
     step("Tear down: resource stop, cluster stop, Postfix instance removal")
-    if c.is_running():
+    errors: list[BaseException] = []
+
+    def attempt(what: str, fn) -> None:
         try:
-            r = c.run(["crm", "-D", "plain", "resource", "stop", RSC], timeout=30)
-            if r.returncode == 0:
-                c.run(["crm_resource", "--wait", "--timeout=60s"], timeout=70)
-                role = resource_state(c)[0]
-                say(f"    crm resource stop {RSC}: {role}")
-        except (ClusterError, OSError) as e:
-            say(f"    resource stop: {e}")
-        c.stop()
-    left = inst.processes() if inst.config_dir.exists() else []
-    if left:
-        say(f"    WARNING: Postfix processes left after the cluster stopped: {left}; killing them")
-        inst.kill_all()
-    if failed:
+            fn()
+        except Exception as e:  # keep tearing down
+            say(f"    {what} failed: {e}")
+            errors.append(e)
+
+    def stop_resource() -> None:
+        if not c.is_running():
+            return
+        r = c.run(["crm", "-D", "plain", "resource", "stop", RSC], timeout=30)
+        if r.returncode == 0:
+            c.run(["crm_resource", "--wait", "--timeout=60s"], timeout=70)
+            say(f"    crm resource stop {RSC}: {resource_state(c)[0]}")
+
+    def kill_postfix() -> None:
+        left = inst.processes() if inst.config_dir.exists() else []
+        if left:
+            say(f"    WARNING: Postfix processes left after the cluster stopped: {left}; killing them")
+            inst.kill_all()
+
+    def keep_logs() -> None:
         keep = DEMO_BASE / "failed-run"
         keep.mkdir(parents=True, exist_ok=True)
         for f in (c.node().dir / "pacemaker.log", c.node().dir / "corosync.log",
@@ -268,8 +285,16 @@ def teardown(c: Cluster, inst: PostfixInstance, failed: bool) -> None:
             if f.exists():
                 shutil.copy2(f, keep / f.name)
         say(f"    logs of this failed run kept in {keep}")
-    c.destroy()
-    shutil.rmtree(inst.base_dir, ignore_errors=True)
+
+    attempt("resource stop", stop_resource)
+    attempt("cluster stop", c.stop)
+    attempt("Postfix cleanup", kill_postfix)
+    if failed:
+        attempt("keeping logs", keep_logs)
+    attempt("cluster state removal", c.destroy)
+    attempt("instance removal", lambda: shutil.rmtree(inst.base_dir, ignore_errors=True))
+    if errors:
+        raise errors[0]
 
 
 def main() -> int:
