@@ -105,6 +105,46 @@ TEST(LineChannel, WriteSendsCrLfAndRefusesEmbeddedLineBreaks)
     EXPECT_EQ(server.received(), (std::vector<std::string>{"HELLO there"}));
 }
 
+TEST(LineChannel, ReadExactTakesBufferedBytesFirstAndLeavesTheRest)
+{
+    // The literal's first bytes arrive with its announcing line, so they
+    // are already buffered; the line after it must still be intact.
+    fake_server server(
+        server_script().send("* 1 FETCH (BODY[] {12}\r\nhello\r\n").send("world)\r\nnext\r\n").stall());
+    msg::line_channel channel(msg::deadline::after(1s));
+    channel.connect_tcp("127.0.0.1", server.port());
+    EXPECT_EQ(channel.read_line(64, "line"), "* 1 FETCH (BODY[] {12}");
+    EXPECT_EQ(channel.read_exact(12, "literal"), "hello\r\nworld");
+    EXPECT_EQ(channel.read_line(64, "line"), ")");
+    EXPECT_EQ(channel.read_line(64, "line"), "next");
+    EXPECT_EQ(channel.read_exact(0, "empty literal"), "");
+}
+
+TEST(LineChannel, ReadExactShortThenCloseSaysHowMuchArrived)
+{
+    fake_server server(server_script().send("0123").close());
+    msg::line_channel channel(msg::deadline::after(1s));
+    channel.connect_tcp("127.0.0.1", server.port());
+    const auto started = std::chrono::steady_clock::now();
+    const auto result = failure_of([&] { channel.read_exact(10, "literal"); });
+    EXPECT_EQ(result.code(), ocf_code::err_generic);
+    EXPECT_EQ(result.reason(), "connection closed by 127.0.0.1:" + std::to_string(server.port())
+                                   + " while waiting for literal (got 4 of 10 bytes)");
+    EXPECT_LT(std::chrono::steady_clock::now() - started, 500ms);
+}
+
+TEST(LineChannel, ReadExactShortThenStallEndsAtDeadline)
+{
+    fake_server server(server_script().send("0123").stall());
+    const auto started = std::chrono::steady_clock::now();
+    msg::line_channel channel(msg::deadline::after(500ms));
+    channel.connect_tcp("127.0.0.1", server.port());
+    const auto result = failure_of([&] { channel.read_exact(1000, "literal"); });
+    EXPECT_EQ(result.code(), ocf_code::err_generic);
+    EXPECT_EQ(result.reason(), "no literal within 500 ms (got 4 of 1000 bytes)");
+    EXPECT_LT(std::chrono::steady_clock::now() - started, 800ms);
+}
+
 TEST(LineChannel, OverlongSocketPathIsUsageError)
 {
     msg::line_channel channel(msg::deadline::after(1s));

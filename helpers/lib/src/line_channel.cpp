@@ -8,6 +8,7 @@
 #include <boost/asio/ip/address.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/local/stream_protocol.hpp>
+#include <boost/asio/read.hpp>
 #include <boost/asio/read_until.hpp>
 #include <boost/asio/ssl.hpp>
 #include <boost/asio/write.hpp>
@@ -167,6 +168,14 @@ struct line_channel::impl {
         error_code ignored;
         raw().close(ignored);
         throw check_failure(std::move(result));
+    }
+
+    // A read of `awaited` ended with `ec`; `detail` says how far it got, if that helps.
+    [[noreturn]] void fail_read(const error_code& ec, const std::string& awaited, const std::string& detail = {})
+    {
+        if (is_closed_by_peer(ec))
+            fail(outcome::failed("connection closed by " + peer + " while waiting for " + awaited + detail));
+        fail(outcome::failed("reading " + awaited + " from " + peer + " failed: " + ec.message() + detail));
     }
 
     void require_open(std::string_view what)
@@ -332,11 +341,8 @@ std::string line_channel::read_line(std::size_t max_len, std::string_view what)
         reason << awaited << ": line longer than " << max_len << " bytes";
         self.fail(outcome::failed(reason.str()));
     }
-    if (result) {
-        if (is_closed_by_peer(result))
-            self.fail(outcome::failed("connection closed by " + self.peer + " while waiting for " + awaited));
-        self.fail(outcome::failed("reading " + awaited + " from " + self.peer + " failed: " + result.message()));
-    }
+    if (result)
+        self.fail_read(result, awaited);
     std::string line = self.input.substr(0, line_end - 1);
     self.input.erase(0, line_end);
     if (!line.empty() && line.back() == '\r')
@@ -347,6 +353,38 @@ std::string line_channel::read_line(std::size_t max_len, std::string_view what)
         self.fail(outcome::failed(reason.str()));
     }
     return line;
+}
+
+std::string line_channel::read_exact(std::size_t count, std::string_view what)
+{
+    impl& self = *impl_;
+    self.require_open(what);
+    const std::string awaited(what);
+    if (self.input.size() < count) {
+        bool done = false;
+        error_code result;
+        // Capped at `count` and read to exactly that: a server that lies
+        // about a length can make us wait (until the deadline) but never
+        // buffer more than the caller allowed or swallow the next line.
+        auto buffer = asio::dynamic_buffer(self.input, count);
+        const std::size_t missing = count - self.input.size();
+        self.on_stream([&](auto& stream) {
+            asio::async_read(stream, buffer, asio::transfer_exactly(missing), [&](const error_code& ec, std::size_t) {
+                result = ec;
+                done = true;
+            });
+        });
+        const bool in_time = self.run(done);
+        std::ostringstream progress;
+        progress << " (got " << self.input.size() << " of " << count << " bytes)";
+        if (!in_time)
+            self.fail(outcome::failed("no " + awaited + within(self.limit) + progress.str()));
+        if (result)
+            self.fail_read(result, awaited, progress.str());
+    }
+    std::string data = self.input.substr(0, count);
+    self.input.erase(0, count);
+    return data;
 }
 
 void line_channel::write_line(std::string_view line, std::string_view what)

@@ -50,6 +50,11 @@ public:
     // max_len bytes (buffering at most max_len + 2), on close, or at the deadline.
     std::string read_line(std::size_t max_len, std::string_view what);
 
+    // Exactly `count` bytes (an IMAP literal {N}), taking buffered input
+    // first; throws 1 on close (saying how many arrived) or at the deadline.
+    // Buffers at most `count` bytes: the caller bounds it.
+    std::string read_exact(std::size_t count, std::string_view what);
+
     // Sends `line` followed by CR LF. Throws 2 if `line` holds CR or LF, 1 on failure or at the deadline.
     void write_line(std::string_view line, std::string_view what);
 
