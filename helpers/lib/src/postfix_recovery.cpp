@@ -4,13 +4,9 @@
 #include "msg/file_lock.hpp"
 #include "msg/log.hpp"
 #include "msg/process_identity.hpp"
-
-#include <sys/stat.h>
-#include <unistd.h>
+#include "msg/recovery_steps.hpp"
 
 #include <algorithm>
-#include <cerrno>
-#include <cstring>
 #include <fstream>
 #include <sstream>
 #include <string_view>
@@ -33,40 +29,6 @@ struct postfix_layout {
     fs::path daemon_directory;
     fs::path maillog_file;
 };
-
-std::string trim(std::string_view text)
-{
-    const auto first = text.find_first_not_of(" \t\r\n");
-    if (first == std::string_view::npos) {
-        return {};
-    }
-    const auto last = text.find_last_not_of(" \t\r\n");
-    return std::string(text.substr(first, last - first + 1));
-}
-
-std::vector<std::string> split_lines(const std::string& text)
-{
-    std::vector<std::string> lines;
-    std::istringstream in(text);
-    std::string line;
-    while (std::getline(in, line)) {
-        lines.push_back(line);
-    }
-    return lines;
-}
-
-// Every failure to run a Postfix tool, in one place: a tool that is not
-// there is a missing component; one that overruns is a failure.
-outcome tool_failure(const std::string& what, const child_result& run)
-{
-    if (!run.started) {
-        return {ocf_code::err_installed, "cannot run " + what + ": " + run.launch_error};
-    }
-    if (run.timed_out) {
-        return outcome::failed(what + " did not finish before the deadline");
-    }
-    return outcome::failed(what + " " + run.describe_end());
-}
 
 child_result run_postfix_tool(const fs::path& program, std::vector<std::string> args, const deadline& limit)
 {
@@ -200,11 +162,9 @@ outcome remove_stale_files(const postfix_layout& layout, const pid_file_check& p
         log_warning(pid_check.reason);
     }
     for (const auto& file : {layout.queue_directory / "pid" / "master.pid", layout.data_directory / "master.lock"}) {
-        if (::unlink(file.c_str()) == 0) {
-            log_info("removed stale " + file.string());
-            report.removed.push_back(file);
-        } else if (errno != ENOENT) {
-            return outcome::failed("cannot remove stale " + file.string() + ": " + std::strerror(errno));
+        auto removed = remove_stale_file(file, report.removed);
+        if (!removed.healthy()) {
+            return removed;
         }
     }
     return outcome::ok();
@@ -250,15 +210,15 @@ outcome repair_queue(const postfix_recovery_options& options, const deadline& li
 std::string recovered_summary(const postfix_recovery_report& report)
 {
     std::ostringstream summary;
-    summary << "recovered postfix: removed " << report.removed.size()
-            << (report.removed.size() == 1 ? " stale file" : " stale files") << "; queue structure checked; ";
+    summary << "recovered postfix: removed " << count_of(report.removed.size(), "stale file", "stale files")
+            << "; queue structure checked; ";
     if (report.check_warnings == 0) {
         summary << "config check clean";
     } else {
-        summary << "config check passed with " << report.check_warnings
-                << (report.check_warnings == 1 ? " warning" : " warnings");
+        summary << "config check passed with "
+                << count_of(static_cast<std::size_t>(report.check_warnings), "warning", "warnings");
     }
-    summary << (report.quorum.state == quorum_state::no_cluster ? "; standalone (no corosync)" : "; node quorate");
+    summary << "; " << quorum_summary(report.quorum);
     return summary.str();
 }
 
@@ -287,13 +247,10 @@ postfix_recovery_report recover_postfix(const postfix_recovery_options& options,
                                         const deadline& limit)
 {
     postfix_recovery_report report;
-    report.quorum = quorum(limit);
-    report.result = quorum_policy(report.quorum, "postfix");
+    report.result = gate_on_quorum(quorum, limit, "postfix", report.quorum);
     if (!report.result.healthy()) {
         return report;
     }
-    log_info(report.quorum.state == quorum_state::no_cluster ? "no corosync on this node: recovering standalone"
-                                                             : "node is quorate: recovering postfix store");
 
     std::error_code ec;
     if (!fs::is_regular_file(options.config_dir / "main.cf", ec)) {

@@ -3,11 +3,11 @@
 #include "msg/deadline.hpp"
 #include "msg/outcome.hpp"
 #include "msg/quorum.hpp"
+#include "msg/recovery_steps.hpp"
 
 #include <sys/types.h>
 
 #include <filesystem>
-#include <functional>
 #include <string>
 #include <vector>
 
@@ -29,10 +29,6 @@ struct postfix_recovery_report {
     std::vector<std::filesystem::path> removed;  // stale files removed
     int check_warnings = 0;       // warnings printed by a passing postfix check
 };
-
-// Answers the quorum question; msg-recover passes check_quorum on libquorum,
-// tests pass a stand-in.
-using quorum_check = std::function<quorum_status(const deadline&)>;
 
 // Recovers a Postfix instance's store before it starts on this node:
 //  1. refuses (err_generic) unless the node is quorate or no corosync runs;

@@ -1,0 +1,80 @@
+#include "msg/recovery_steps.hpp"
+
+#include "msg/log.hpp"
+
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <sstream>
+
+namespace msg {
+
+outcome gate_on_quorum(const quorum_check& quorum, const deadline& limit, std::string_view service,
+                       quorum_status& status)
+{
+    status = quorum(limit);
+    auto result = quorum_policy(status, service);
+    if (!result.healthy()) {
+        return result;
+    }
+    log_info(status.state == quorum_state::no_cluster
+                 ? "no corosync on this node: recovering standalone"
+                 : "node is quorate: recovering " + std::string(service) + " store");
+    return result;
+}
+
+std::string quorum_summary(const quorum_status& status)
+{
+    return status.state == quorum_state::no_cluster ? "standalone (no corosync)" : "node quorate";
+}
+
+outcome remove_stale_file(const std::filesystem::path& file, std::vector<std::filesystem::path>& removed)
+{
+    if (::unlink(file.c_str()) == 0) {
+        log_info("removed stale " + file.string());
+        removed.push_back(file);
+    } else if (errno != ENOENT) {
+        return outcome::failed("cannot remove stale " + file.string() + ": " + std::strerror(errno));
+    }
+    return outcome::ok();
+}
+
+outcome tool_failure(const std::string& what, const child_result& run)
+{
+    if (!run.started) {
+        return {ocf_code::err_installed, "cannot run " + what + ": " + run.launch_error};
+    }
+    if (run.timed_out) {
+        return outcome::failed(what + " did not finish before the deadline");
+    }
+    return outcome::failed(what + " " + run.describe_end());
+}
+
+std::string count_of(std::size_t count, std::string_view singular, std::string_view plural)
+{
+    return std::to_string(count) + " " + std::string(count == 1 ? singular : plural);
+}
+
+std::vector<std::string> split_lines(const std::string& text)
+{
+    std::vector<std::string> lines;
+    std::istringstream in(text);
+    std::string line;
+    while (std::getline(in, line)) {
+        lines.push_back(line);
+    }
+    return lines;
+}
+
+std::string trim(std::string_view text)
+{
+    const auto first = text.find_first_not_of(" \t\r\n");
+    if (first == std::string_view::npos) {
+        return {};
+    }
+    const auto last = text.find_last_not_of(" \t\r\n");
+    return std::string(text.substr(first, last - first + 1));
+}
+
+} // namespace msg
