@@ -1,5 +1,9 @@
 #include "msg/reply_text.hpp"
 
+#include <algorithm>
+#include <cctype>
+#include <sstream>
+
 namespace msg {
 
 std::string printable_excerpt(std::string_view text, std::size_t max_chars)
@@ -20,6 +24,23 @@ std::string printable_excerpt(std::string_view text, std::size_t max_chars)
     }
     if (mark_cut)
         out.append(ellipsis);
+    return out;
+}
+
+std::string upper_ascii(std::string_view text)
+{
+    std::string out(text);
+    std::transform(out.begin(), out.end(), out.begin(),
+                   [](unsigned char c) { return static_cast<char>(std::toupper(c)); });
+    return out;
+}
+
+std::vector<std::string> split_words(std::string_view text)
+{
+    std::vector<std::string> out;
+    std::istringstream stream{std::string(text)};
+    for (std::string word; stream >> word;)
+        out.push_back(word);
     return out;
 }
 

@@ -1,9 +1,9 @@
 #include "msg/smtp.hpp"
 
+#include "msg/dialogue.hpp"
 #include "msg/line_channel.hpp"
 #include "msg/log.hpp"
 #include "msg/reply_text.hpp"
-#include "msg/tls.hpp"
 
 #include <unistd.h>
 
@@ -21,23 +21,6 @@ constexpr std::size_t max_reply_line = 2048;
 // EHLO replies are the longest; a few dozen lines is already generous.
 constexpr std::size_t max_reply_lines = 128;
 
-std::string upper(std::string_view text)
-{
-    std::string out(text);
-    std::transform(out.begin(), out.end(), out.begin(),
-                   [](unsigned char c) { return static_cast<char>(std::toupper(c)); });
-    return out;
-}
-
-std::vector<std::string> words(std::string_view text)
-{
-    std::vector<std::string> out;
-    std::istringstream stream{std::string(text)};
-    for (std::string word; stream >> word;)
-        out.push_back(word);
-    return out;
-}
-
 std::string this_host_name()
 {
     char name[256] = {};
@@ -52,12 +35,6 @@ std::string as_path(const std::string& address)
     if (address.size() >= 2 && address.front() == '<' && address.back() == '>')
         return address;
     return "<" + address + ">";
-}
-
-void require_single_line(const std::string& value, const char* option)
-{
-    if (value.find_first_of(std::string("\r\n\0", 3)) != std::string::npos)
-        throw check_failure(outcome(ocf_code::err_args, std::string(option) + " must not contain CR, LF or NUL"));
 }
 
 // One dialogue's reply handling, so every step reports the same way.
@@ -154,9 +131,7 @@ outcome converse(line_channel& channel, const smtp_options& options)
         greeting = session.command(hello_line, hello);
         dialogue::expect(greeting, 250, 250, hello);
     }
-    outcome certificate = outcome::ok();
-    if (channel.peer_certificate())
-        certificate = check_certificate_expiry(*channel.peer_certificate(), where.cert_warn_days);
+    const outcome certificate = certificate_outcome(channel, where.cert_warn_days);
 
     const std::vector<smtp_extension> offered = parse_extensions(greeting);
     for (const auto& required : options.required_extensions) {
@@ -199,11 +174,11 @@ std::vector<smtp_extension> parse_extensions(const smtp_reply& ehlo_reply)
     std::vector<smtp_extension> extensions;
     // The first line is the server's greeting, not an extension.
     for (std::size_t i = 1; i < ehlo_reply.lines.size(); ++i) {
-        std::vector<std::string> parts = words(ehlo_reply.lines[i]);
+        std::vector<std::string> parts = split_words(ehlo_reply.lines[i]);
         if (parts.empty())
             continue;
         smtp_extension extension;
-        extension.keyword = upper(parts.front());
+        extension.keyword = upper_ascii(parts.front());
         extension.parameters.assign(parts.begin() + 1, parts.end());
         extensions.push_back(std::move(extension));
     }
@@ -212,16 +187,16 @@ std::vector<smtp_extension> parse_extensions(const smtp_reply& ehlo_reply)
 
 bool offers_extension(const std::vector<smtp_extension>& offered, std::string_view required)
 {
-    const std::vector<std::string> wanted = words(required);
+    const std::vector<std::string> wanted = split_words(required);
     if (wanted.empty())
         return true;
-    const std::string keyword = upper(wanted.front());
+    const std::string keyword = upper_ascii(wanted.front());
     return std::any_of(offered.begin(), offered.end(), [&](const smtp_extension& extension) {
         if (extension.keyword != keyword)
             return false;
         return std::all_of(wanted.begin() + 1, wanted.end(), [&](const std::string& parameter) {
             return std::any_of(extension.parameters.begin(), extension.parameters.end(),
-                               [&](const std::string& have) { return upper(have) == upper(parameter); });
+                               [&](const std::string& have) { return upper_ascii(have) == upper_ascii(parameter); });
         });
     });
 }
@@ -235,28 +210,13 @@ outcome check_smtp(const smtp_options& options, const deadline& until)
         require_single_line(options.rcpt_to, "--rcpt-to");
         for (const auto& extension : options.required_extensions)
             require_single_line(extension, "--require-ext");
-        const probe_options& where = options.where;
-        if (where.tls != tls_mode::none)
-            verification_for(where);
-
-        line_channel channel(until);
-        channel.connect(where, default_port(options));
-        try {
-            return converse(channel, options);
-        } catch (const check_failure&) {
-            // The server answered but not as required: say goodbye, so its
-            // log shows a clean QUIT rather than a lost connection. Not
-            // waiting for the reply keeps the failure as fast as it was;
-            // a channel already closed by a stall makes this a no-op.
-            try {
-                channel.write_line("QUIT", "QUIT");
-            } catch (const check_failure&) {
-            }
-            throw;
-        }
+        if (options.where.tls != tls_mode::none)
+            verification_for(options.where);
     } catch (const check_failure& failure) {
         return failure.result();
     }
+    return run_dialogue(options.where, default_port(options), until, "QUIT",
+                        [&options](line_channel& channel) { return converse(channel, options); });
 }
 
 } // namespace msg
