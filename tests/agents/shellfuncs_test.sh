@@ -202,7 +202,7 @@ spawn "$work/a) b (c" 30
 odd=$SPAWNED
 sleep 0.2
 msg_proc_stat "$odd"
-expect "msg_proc_stat parses a command name with ') ' in it" "0:S" "$?:$MSG_PROC_STATE"
+expect "msg_proc_stat parses a command name with ') ' in it" "0:S:a) b (c" "$?:$MSG_PROC_STATE:$MSG_PROC_COMM"
 
 printf '%32d\n' 123 >"$work/padded.pid"
 msg_pid_file_pid "$work/padded.pid"
