@@ -14,6 +14,7 @@
 #include <set>
 #include <sstream>
 #include <string>
+#include <thread>
 
 using namespace std::chrono_literals;
 using msg::child_command;
@@ -248,4 +249,73 @@ TEST(ChildProcess, StdinIsEmpty)
     const auto result = run_child(shell("wc -c"), deadline::after(5s));
     ASSERT_TRUE(result.succeeded()) << result.describe_end();
     EXPECT_EQ(result.out, "0\n");
+}
+
+TEST(BackgroundChild, StopsOnTermWithItsProcessGroup)
+{
+    msg::background_child service(shell("sleep 300 & wait"));
+    ASSERT_TRUE(service.started()) << service.launch_error();
+    const pid_t pid = service.pid();
+    EXPECT_EQ(::getpgid(pid), pid);
+    EXPECT_TRUE(service.running());
+    const auto start = std::chrono::steady_clock::now();
+    EXPECT_TRUE(service.stop(2s));
+    EXPECT_LT(std::chrono::steady_clock::now() - start, 2s);
+    EXPECT_FALSE(service.running());
+    EXPECT_TRUE(dead_or_zombie(pid));
+}
+
+TEST(BackgroundChild, IgnoredTermEndsInKill)
+{
+    msg::background_child service(shell("trap '' TERM; while :; do sleep 0.05; done"));
+    ASSERT_TRUE(service.started());
+    std::this_thread::sleep_for(100ms);
+    const pid_t pid = service.pid();
+    EXPECT_FALSE(service.stop(300ms));
+    EXPECT_TRUE(dead_or_zombie(pid));
+}
+
+TEST(BackgroundChild, FrozenServiceIsStopped)
+{
+    msg::background_child service(shell("sleep 300"));
+    ASSERT_TRUE(service.started());
+    ::kill(service.pid(), SIGSTOP);
+    EXPECT_TRUE(service.stop(2s));
+    EXPECT_FALSE(service.running());
+}
+
+TEST(BackgroundChild, MissingProgramIsNotStarted)
+{
+    child_command command;
+    command.program = "/nonexistent/msg-test-daemon";
+    msg::background_child service(command);
+    EXPECT_FALSE(service.started());
+    EXPECT_NE(service.launch_error().find("/nonexistent/msg-test-daemon"), std::string::npos);
+    EXPECT_FALSE(service.running());
+    EXPECT_TRUE(service.stop(10ms));
+}
+
+TEST(BackgroundChild, DiesWithTheProcessThatStartedIt)
+{
+    int pipe_fds[2];
+    ASSERT_EQ(::pipe(pipe_fds), 0);
+    const pid_t owner = ::fork();
+    if (owner == 0) {
+        ::close(pipe_fds[0]);
+        msg::background_child service(shell("sleep 300"));
+        const pid_t pid = service.pid();
+        (void)!::write(pipe_fds[1], &pid, sizeof pid);
+        // Dies without running any destructor, as on SIGKILL.
+        ::_exit(0);
+    }
+    ::close(pipe_fds[1]);
+    pid_t service_pid = 0;
+    ASSERT_EQ(::read(pipe_fds[0], &service_pid, sizeof service_pid), static_cast<ssize_t>(sizeof service_pid));
+    ::close(pipe_fds[0]);
+    ::waitpid(owner, nullptr, 0);
+    const auto until = std::chrono::steady_clock::now() + 5s;
+    while (!dead_or_zombie(service_pid) && std::chrono::steady_clock::now() < until) {
+        std::this_thread::sleep_for(20ms);
+    }
+    EXPECT_TRUE(dead_or_zombie(service_pid));
 }

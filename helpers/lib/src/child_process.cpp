@@ -14,6 +14,7 @@
 
 #include <fcntl.h>
 #include <pty.h>
+#include <sys/prctl.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <termios.h>
@@ -28,6 +29,7 @@
 #include <sstream>
 #include <string_view>
 #include <system_error>
+#include <thread>
 
 namespace msg {
 
@@ -45,9 +47,16 @@ constexpr auto drain_grace = std::chrono::milliseconds(200);
 
 // Runs in the forked child just before execve.
 struct child_setup : bp::extend::handler {
+    // A background service must not outlive the helper that started it, even
+    // when the helper is killed (an agent's operation timeout).
+    bool die_with_parent = false;
+
     template <class Executor>
     void on_exec_setup(Executor&) const
     {
+        if (die_with_parent) {
+            ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+        }
         // Its own process group, so a timeout kills the tool and everything it
         // started (postfix check runs postfix-script, which runs postconf ...).
         ::setpgid(0, 0);
@@ -170,6 +179,23 @@ struct tty_pair {
     }
 };
 
+// resolve_program, or empty with `error` saying why. Checked before forking:
+// once descriptors are closed in the child, an execve failure could only
+// show as a bare exit status.
+std::string resolve_executable(const std::string& program, std::string& error);
+
+// The explicit minimal environment every child gets.
+bp::environment child_environment(const child_command& command)
+{
+    bp::environment env;
+    env["PATH"] = child_path;
+    env["LANG"] = "C";
+    for (const auto& [name, value] : command.extra_env) {
+        env[name] = value;
+    }
+    return env;
+}
+
 } // namespace
 
 std::string resolve_program(const std::string& program)
@@ -195,6 +221,20 @@ std::string resolve_program(const std::string& program)
     return {};
 }
 
+namespace {
+
+std::string resolve_executable(const std::string& program, std::string& error)
+{
+    std::string exe = resolve_program(program);
+    if (exe.empty()) {
+        error = program.find('/') != std::string::npos ? program + " is missing or not executable"
+                                                       : program + " not found in " + child_path;
+    }
+    return exe;
+}
+
+} // namespace
+
 std::string child_result::describe_end() const
 {
     std::ostringstream text;
@@ -215,22 +255,12 @@ std::string child_result::describe_end() const
 child_result run_child(const child_command& command, const deadline& limit)
 {
     child_result result;
-    const std::string exe = resolve_program(command.program);
+    const std::string exe = resolve_executable(command.program, result.launch_error);
     if (exe.empty()) {
-        // Checked before forking: once descriptors are closed in the child,
-        // an execve failure could only show as a bare exit status.
-        result.launch_error = command.program.find('/') != std::string::npos
-            ? command.program + " is missing or not executable"
-            : command.program + " not found in " + child_path;
         return result;
     }
 
-    bp::environment env;
-    env["PATH"] = child_path;
-    env["LANG"] = "C";
-    for (const auto& [name, value] : command.extra_env) {
-        env[name] = value;
-    }
+    const bp::environment env = child_environment(command);
 
     asio::io_context io;
     stream_tail out_tail(command.max_output_bytes);
@@ -328,6 +358,75 @@ child_result run_child(const child_command& command, const deadline& limit)
     result.out = out_tail.take();
     result.err = command.stderr_is_tty ? normalise_tty_text(err_tail.take()) : err_tail.take();
     return result;
+}
+
+background_child::background_child(const child_command& command)
+{
+    const std::string exe = resolve_executable(command.program, launch_error_);
+    if (exe.empty()) {
+        return;
+    }
+    std::error_code launch_ec;
+    child_setup setup;
+    setup.die_with_parent = true;
+    child_ = std::make_unique<bp::child>(bp::exe = exe, bp::args = command.args, child_environment(command),
+                                         bp::std_in < bp::null, bp::std_out > bp::null, bp::std_err > bp::null,
+                                         setup, launch_ec);
+    if (launch_ec) {
+        launch_error_ = exe + ": " + launch_ec.message();
+        child_.reset();
+        return;
+    }
+    pid_ = child_->id();
+    ::setpgid(pid_, pid_);
+}
+
+background_child::~background_child()
+{
+    stop(std::chrono::milliseconds(500));
+}
+
+bool background_child::running()
+{
+    if (!child_ || ended_) {
+        return false;
+    }
+    std::error_code ec;
+    if (!child_->running(ec)) {
+        ended_ = true;
+    }
+    return !ended_;
+}
+
+bool background_child::stop(std::chrono::milliseconds grace)
+{
+    if (!running()) {
+        return true;
+    }
+    ::kill(-pid_, SIGTERM);
+    // A frozen service handles its TERM only once it runs again.
+    ::kill(-pid_, SIGCONT);
+    // No wait_for (broken in Boost.Process v1): poll the exit instead.
+    constexpr auto poll = std::chrono::milliseconds(20);
+    const auto term_until = steady_clock::now() + grace;
+    while (running() && steady_clock::now() < term_until) {
+        std::this_thread::sleep_for(poll);
+    }
+    if (!running()) {
+        return true;
+    }
+    ::kill(-pid_, SIGKILL);
+    ::kill(pid_, SIGKILL);
+    const auto reap_until = steady_clock::now() + reap_grace;
+    while (running() && steady_clock::now() < reap_until) {
+        std::this_thread::sleep_for(poll);
+    }
+    if (running()) {
+        // Unkillable for now (uninterruptible sleep): do not block on it.
+        child_->detach();
+        ended_ = true;
+    }
+    return false;
 }
 
 } // namespace msg

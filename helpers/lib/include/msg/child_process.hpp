@@ -2,11 +2,19 @@
 
 #include "msg/deadline.hpp"
 
+#include <sys/types.h>
+
+#include <chrono>
 #include <cstddef>
+#include <memory>
 #include <optional>
 #include <string>
 #include <utility>
 #include <vector>
+
+namespace boost::process {
+class child;
+} // namespace boost::process
 
 namespace msg {
 
@@ -58,5 +66,38 @@ child_result run_child(const child_command& command, const deadline& limit);
 // The executable `program` names: itself when it contains a '/', else the
 // first executable match in child_path. Empty when there is none.
 std::string resolve_program(const std::string& program);
+
+// A service run in the background while a job needs it (msg-recover's
+// listener-less maintenance Dovecot). Started as run_child starts a tool (own
+// process group, minimal environment, no inherited descriptors) with stdio on
+// /dev/null, and it never outlives the helper: it gets SIGKILL when the
+// helper dies (PR_SET_PDEATHSIG), and its group is stopped when this object
+// goes away.
+class background_child {
+public:
+    // Starts `command`; see started() and launch_error().
+    explicit background_child(const child_command& command);
+    ~background_child();
+    background_child(const background_child&) = delete;
+    background_child& operator=(const background_child&) = delete;
+
+    bool started() const { return pid_ > 0; }
+    const std::string& launch_error() const { return launch_error_; }
+    pid_t pid() const { return pid_; }
+
+    // True until the child has exited (it is reaped then).
+    bool running();
+
+    // TERM (and CONT) to its process group, up to `grace` for it to exit,
+    // then KILL and up to about 0.5 s to reap it. True when it ended on TERM
+    // (or had already ended).
+    bool stop(std::chrono::milliseconds grace);
+
+private:
+    std::unique_ptr<boost::process::child> child_;
+    pid_t pid_ = 0;
+    bool ended_ = false;
+    std::string launch_error_;
+};
 
 } // namespace msg
