@@ -226,21 +226,7 @@ std::string recovered_summary(const postfix_recovery_report& report)
 
 std::string postfix_error_line(const std::string& text)
 {
-    const auto lines = split_lines(text);
-    for (const char* marker : {"fatal:", "panic:", "error:"}) {
-        for (const auto& line : lines) {
-            if (line.find(marker) != std::string::npos) {
-                return trim(line);
-            }
-        }
-    }
-    for (auto it = lines.rbegin(); it != lines.rend(); ++it) {
-        auto line = trim(*it);
-        if (!line.empty()) {
-            return line;
-        }
-    }
-    return {};
+    return tool_error_line(text, {"fatal:", "panic:", "error:"});
 }
 
 postfix_recovery_report recover_postfix(const postfix_recovery_options& options, const quorum_check& quorum,

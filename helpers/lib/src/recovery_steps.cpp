@@ -51,6 +51,25 @@ outcome tool_failure(const std::string& what, const child_result& run)
     return outcome::failed(what + " " + run.describe_end());
 }
 
+std::string tool_error_line(const std::string& text, std::initializer_list<std::string_view> markers)
+{
+    const auto lines = split_lines(text);
+    for (const auto marker : markers) {
+        for (const auto& line : lines) {
+            if (line.find(marker) != std::string::npos) {
+                return trim(line);
+            }
+        }
+    }
+    for (auto it = lines.rbegin(); it != lines.rend(); ++it) {
+        auto line = trim(*it);
+        if (!line.empty()) {
+            return line;
+        }
+    }
+    return {};
+}
+
 std::string count_of(std::size_t count, std::string_view singular, std::string_view plural)
 {
     return std::to_string(count) + " " + std::string(count == 1 ? singular : plural);

@@ -8,6 +8,7 @@
 #include <cstddef>
 #include <filesystem>
 #include <functional>
+#include <initializer_list>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -37,6 +38,11 @@ outcome remove_stale_file(const std::filesystem::path& file, std::vector<std::fi
 // there is a missing component (err_installed); one that overruns or fails
 // is a failure, its reason saying how it ended.
 outcome tool_failure(const std::string& what, const child_result& run);
+
+// The line of a tool's output that says what went wrong: the first line
+// holding the first of `markers` found (in the order given), else the last
+// non-empty line; trimmed. Empty when the text is blank.
+std::string tool_error_line(const std::string& text, std::initializer_list<std::string_view> markers);
 
 // "1 stale file", "2 stale files", "0 stale files".
 std::string count_of(std::size_t count, std::string_view singular, std::string_view plural);
