@@ -144,6 +144,19 @@ fake_helper args 'for a in "$@"; do printf "[%s]" "$a"; done'
 msg_helper_run args "two words" "" "*"
 expect "arguments reach the helper intact" "[two words][][*]" "$MSG_HELPER_OUT"
 
+fake_helper query 'echo 11; echo 12'
+msg_helper_query query
+expect "msg_helper_query: data on success" "0:11
+12:" "$?:$MSG_HELPER_OUT:$MSG_HELPER_REASON"
+fake_helper query 'echo "no such thing" >&2; exit 7'
+msg_helper_query query
+expect "msg_helper_query: the reason on failure, no data" "7::no such thing" "$?:$MSG_HELPER_OUT:$MSG_HELPER_REASON"
+fake_helper query 'echo "bad option" >&2; exit 2'
+msg_helper_query query
+expect "msg_helper_query maps codes like msg_helper_run" 1 $?
+msg_helper_query absent
+expect "msg_helper_query: a missing helper is OCF_ERR_INSTALLED" 5 $?
+
 ###########################################################################
 # msg_report
 
