@@ -88,12 +88,9 @@ outcome read_layout(const postfix_recovery_options& options, const deadline& lim
     std::vector<std::string> args{"-c", options.config_dir.string(), "-h"};
     args.insert(args.end(), postconf_names.begin(), postconf_names.end());
     const auto run = run_postfix_tool(options.postfix_bin_dir / "postconf", args, limit);
-    if (!run.started || run.timed_out) {
-        return tool_failure("postconf", run);
-    }
-    if (!run.succeeded()) {
-        const auto message = postfix_error_line(run.err);
-        return outcome::misconfigured(message.empty() ? "postconf " + run.describe_end() : message);
+    auto result = config_tool_result("postconf", run, postfix_error_line(run.err));
+    if (!result.healthy()) {
+        return result;
     }
     const auto values = split_lines(run.out);
     if (values.size() != postconf_names.size()) {

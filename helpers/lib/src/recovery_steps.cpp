@@ -51,6 +51,17 @@ outcome tool_failure(const std::string& what, const child_result& run)
     return outcome::failed(what + " " + run.describe_end());
 }
 
+outcome config_tool_result(const std::string& what, const child_result& run, const std::string& error_line)
+{
+    if (!run.started || run.timed_out) {
+        return tool_failure(what, run);
+    }
+    if (!run.succeeded()) {
+        return outcome::misconfigured(error_line.empty() ? what + " " + run.describe_end() : error_line);
+    }
+    return outcome::ok();
+}
+
 std::string tool_error_line(const std::string& text, std::initializer_list<std::string_view> markers)
 {
     const auto lines = split_lines(text);

@@ -39,6 +39,12 @@ outcome remove_stale_file(const std::filesystem::path& file, std::vector<std::fi
 // is a failure, its reason saying how it ended.
 outcome tool_failure(const std::string& what, const child_result& run);
 
+// For a tool that reads the service's configuration (postconf, doveconf):
+// success when it ran cleanly; a missing or overrunning tool as tool_failure;
+// one that fails means the service rejects its configuration: err_configured
+// with `error_line` (the tool's own message, see tool_error_line) as reason.
+outcome config_tool_result(const std::string& what, const child_result& run, const std::string& error_line);
+
 // The line of a tool's output that says what went wrong: the first line
 // holding the first of `markers` found (in the order given), else the last
 // non-empty line; trimmed. Empty when the text is blank.
