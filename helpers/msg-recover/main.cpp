@@ -3,6 +3,7 @@
 // OCF exit code and one reason line.
 
 #include "msg/deadline.hpp"
+#include "msg/dovecot_recovery.hpp"
 #include "msg/log.hpp"
 #include "msg/outcome.hpp"
 #include "msg/postfix_recovery.hpp"
@@ -29,6 +30,18 @@ constexpr const char* exit_codes_help = R"(Exit codes (OCF):
   5  config dir, queue directory or a Postfix tool missing
   6  Postfix rejects its configuration (postconf or postfix check),
      with Postfix's own message
+Every exit other than 0 prints exactly one reason line on stderr.
+Logging goes to syslog through libqb (and to stderr on a terminal).)";
+
+constexpr const char* dovecot_exit_codes_help = R"(Exit codes (OCF):
+  0  recovered, or the instance is running and nothing was touched;
+     one summary line on stdout (a skipped index check is said there)
+  1  refused or failed: node not quorate, corosync unreachable, a stale file
+     that cannot be removed, a tmp/ file that cannot be quarantined,
+     deadline passed
+  2  bad usage of msg-recover
+  5  config file, --mail-root (store not mounted) or a Dovecot tool missing
+  6  Dovecot rejects its configuration (doveconf), with Dovecot's own message
 Every exit other than 0 prints exactly one reason line on stderr.
 Logging goes to syslog through libqb (and to stderr on a terminal).)";
 
@@ -89,6 +102,39 @@ int main(int argc, char** argv)
         ->capture_default_str();
     postfix->footer(exit_codes_help);
 
+    msg::dovecot_recovery_options dovecot_options;
+    std::int64_t tmp_min_age_s = dovecot_options.tmp_min_age.count();
+    bool skip_index_check = false;
+    auto* dovecot = app.add_subcommand(
+        "dovecot",
+        "Dovecot: remove base_dir/master.pid left by a dead master and Maildir dotlocks (*.lock)\n"
+        "below --mail-root that no live process on this host owns; move tmp/ files older than\n"
+        "--tmp-min-age-s into <mail-root>/msg-quarantine/<UTC time>/ (never deletes mail); then\n"
+        "open every mailbox of every user through a listener-less maintenance Dovecot and\n"
+        "rebuild those that fail with `doveadm force-resync` (needs a userdb that can list its\n"
+        "users, such as passwd-file; otherwise this step is skipped with a warning).\n"
+        "Nothing is touched while the instance's master runs.\n"
+        "Summary on stdout, e.g. \"recovered dovecot: removed 1 stale file; quarantined 0 tmp\n"
+        "files; walked 4 Maildirs; rebuilt 1 mailbox index; node quorate\".");
+    dovecot->add_option("--config-file", dovecot_options.config_file,
+                        "dovecot.conf of the instance, passed to every dovecot, doveconf and doveadm call")
+        ->required();
+    dovecot->add_option("--mail-root", dovecot_options.mail_root,
+                        "the Maildir store to walk for dotlocks and tmp/ leftovers (must exist)");
+    dovecot->add_option("--deadline-ms", deadline_ms,
+                        "Overall time budget in milliseconds, covering quorum, the store walk and the index check")
+        ->capture_default_str()
+        ->check(CLI::Range(std::int64_t{1}, std::int64_t{24} * 3600 * 1000));
+    dovecot->add_option("--tmp-min-age-s", tmp_min_age_s,
+                        "quarantine Maildir tmp/ files at least this many seconds old")
+        ->capture_default_str()
+        ->check(CLI::NonNegativeNumber);
+    dovecot->add_flag("--no-index-check", skip_index_check, "skip opening every mailbox (very large stores)");
+    dovecot->add_option("--dovecot", dovecot_options.dovecot, "the dovecot master binary")->capture_default_str();
+    dovecot->add_option("--doveconf", dovecot_options.doveconf, "doveconf")->capture_default_str();
+    dovecot->add_option("--doveadm", dovecot_options.doveadm, "doveadm")->capture_default_str();
+    dovecot->footer(dovecot_exit_codes_help);
+
     try {
         app.parse(argc, argv);
     } catch (const CLI::CallForHelp& e) {
@@ -109,6 +155,12 @@ int main(int argc, char** argv)
         };
         if (postfix->parsed()) {
             const auto report = msg::recover_postfix(postfix_options, quorum, limit);
+            return to_ocf_exit(report.result, report.summary);
+        }
+        if (dovecot->parsed()) {
+            dovecot_options.tmp_min_age = std::chrono::seconds(tmp_min_age_s);
+            dovecot_options.check_indexes = !skip_index_check;
+            const auto report = msg::recover_dovecot(dovecot_options, quorum, limit);
             return to_ocf_exit(report.result, report.summary);
         }
         return to_ocf_exit(msg::outcome(msg::ocf_code::err_args, "no service given"), {});
