@@ -145,6 +145,21 @@ public:
         }
     }
 
+    // Exactly `count` bytes; false when the client left first.
+    bool read_exact(std::size_t count, std::string& data)
+    {
+        while (buffer_.size() < count) {
+            char chunk[4096];
+            const std::size_t got = receive(chunk, std::min(sizeof chunk, count - buffer_.size()));
+            if (got == 0)
+                return false;
+            buffer_.append(chunk, got);
+        }
+        data = buffer_.substr(0, count);
+        buffer_.erase(0, count);
+        return true;
+    }
+
     bool start_tls(const pem_credentials& credentials, std::string& problem)
     {
         context_ = SSL_CTX_new(TLS_server_method());
@@ -224,6 +239,30 @@ server_script& server_script::expect(std::string prefix)
 server_script& server_script::start_tls(pem_credentials credentials)
 {
     steps_.push_back({step::kind::start_tls, {}, 0, std::move(credentials)});
+    return *this;
+}
+
+server_script& server_script::expect_tagged(std::string prefix)
+{
+    steps_.push_back({step::kind::expect_tagged, std::move(prefix), 0, {}});
+    return *this;
+}
+
+server_script& server_script::send_tagged(std::string text)
+{
+    steps_.push_back({step::kind::send_tagged, std::move(text), 0, {}});
+    return *this;
+}
+
+server_script& server_script::receive_literal()
+{
+    steps_.push_back({step::kind::receive_literal, {}, 0, {}});
+    return *this;
+}
+
+server_script& server_script::echo_literal(std::string prefix, std::string suffix)
+{
+    steps_.push_back({step::kind::echo_literal, std::move(prefix), 0, {}, std::move(suffix)});
     return *this;
 }
 
@@ -321,6 +360,12 @@ std::vector<std::string> fake_server::received_at_least(std::size_t count, std::
     }
 }
 
+std::vector<std::string> fake_server::literals() const
+{
+    const std::lock_guard lock(mutex_);
+    return literals_;
+}
+
 std::vector<std::string> fake_server::problems() const
 {
     const std::lock_guard lock(mutex_);
@@ -348,12 +393,79 @@ void fake_server::serve()
     }
 }
 
+namespace {
+
+// The literal length a line ends with, "{12}" or "{12+}"; npos if none.
+std::size_t announced_literal(const std::string& line)
+{
+    const auto open = line.rfind('{');
+    if (line.empty() || line.back() != '}' || open == std::string::npos)
+        return std::string::npos;
+    std::string digits = line.substr(open + 1, line.size() - open - 2);
+    if (!digits.empty() && digits.back() == '+')
+        digits.pop_back();
+    if (digits.empty() || digits.size() > 9
+        || !std::all_of(digits.begin(), digits.end(), [](unsigned char c) { return std::isdigit(c) != 0; }))
+        return std::string::npos;
+    return std::stoul(digits);
+}
+
+} // namespace
+
 void fake_server::play(int fd)
 {
     connection peer(fd, stopping_);
+    // IMAP state: the tag of the last tagged command, the last line read
+    // (where a literal is announced) and the last literal received.
+    std::string tag;
+    std::string last_line;
+    std::string literal;
     for (const auto& step : script_.steps()) {
         using kind = server_script::step::kind;
         switch (step.what) {
+        case kind::expect_tagged: {
+            if (!peer.read_line(last_line)) {
+                note_problem("client left while the server expected a tagged " + step.text);
+                return;
+            }
+            {
+                const std::lock_guard lock(mutex_);
+                received_.push_back(last_line);
+            }
+            const auto space = last_line.find(' ');
+            tag = last_line.substr(0, space);
+            if (space == std::string::npos || !starts_with_nocase(last_line.substr(space + 1), step.text)) {
+                note_problem("expected TAG " + step.text + ", got " + last_line);
+                return;
+            }
+            break;
+        }
+        case kind::send_tagged:
+            if (!peer.send_all(tag + " " + step.text))
+                return;
+            break;
+        case kind::receive_literal: {
+            const std::size_t length = announced_literal(last_line);
+            if (length == std::string::npos) {
+                note_problem("expected a literal announced at the end of " + last_line);
+                return;
+            }
+            std::string rest;
+            if (!peer.read_exact(length, literal) || !peer.read_line(rest)) {
+                note_problem("client left while sending a literal");
+                return;
+            }
+            const std::lock_guard lock(mutex_);
+            literals_.push_back(literal);
+            if (!rest.empty())
+                received_.push_back(rest);
+            last_line = rest;
+            break;
+        }
+        case kind::echo_literal:
+            if (!peer.send_all(step.text + "{" + std::to_string(literal.size()) + "}\r\n" + literal + step.suffix))
+                return;
+            break;
         case kind::send:
             if (!peer.send_all(step.text))
                 return;
@@ -373,6 +485,7 @@ void fake_server::play(int fd)
                 const std::lock_guard lock(mutex_);
                 received_.push_back(line);
             }
+            last_line = line;
             if (!starts_with_nocase(line, step.text)) {
                 note_problem("expected " + step.text + ", got " + line);
                 return;

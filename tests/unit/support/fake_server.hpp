@@ -17,11 +17,23 @@ namespace msg_test {
 class server_script {
 public:
     struct step {
-        enum class kind { send, send_filler, expect, start_tls, stall, close };
+        enum class kind {
+            send,
+            send_filler,
+            expect,
+            start_tls,
+            stall,
+            close,
+            expect_tagged,
+            send_tagged,
+            receive_literal,
+            echo_literal,
+        };
         kind what;
-        std::string text;          // send: bytes; expect: command prefix
+        std::string text;          // send(_tagged): bytes; expect(_tagged): command prefix; echo_literal: prefix
         std::size_t count = 0;     // send_filler: bytes without a newline
         pem_credentials credentials; // start_tls
+        std::string suffix{};      // echo_literal: what follows the literal
     };
 
     // Sends `text` as is (include the CR LF).
@@ -32,6 +44,16 @@ public:
     server_script& expect(std::string prefix);
     // Server side of a TLS handshake with `credentials`.
     server_script& start_tls(pem_credentials credentials);
+    // IMAP: reads one line "TAG rest"; records a problem unless rest starts
+    // with `prefix` (case-insensitive). The tag is kept for send_tagged.
+    server_script& expect_tagged(std::string prefix);
+    // IMAP: sends the last expect_tagged's tag, a space, then `text` (include the CR LF).
+    server_script& send_tagged(std::string text);
+    // IMAP: the last line read announced a literal {N} (or {N+}): reads its N
+    // bytes (kept for literals() and echo_literal) and the rest of the line.
+    server_script& receive_literal();
+    // IMAP: sends `prefix`, "{N}" CR LF, the last literal received, then `suffix`.
+    server_script& echo_literal(std::string prefix, std::string suffix);
     // Keeps the connection open and silent until the client leaves or the server stops.
     server_script& stall();
     // Closes the connection (also what happens after the last step).
@@ -65,6 +87,8 @@ public:
     // client sends on its way out, which the server may not have read yet.
     std::vector<std::string> received_at_least(std::size_t count,
                                                std::chrono::milliseconds wait = std::chrono::seconds(2)) const;
+    // Every literal clients sent (receive_literal), in order.
+    std::vector<std::string> literals() const;
     // Deviations from the script ("expected QUIT, got ..."); empty when the client behaved.
     std::vector<std::string> problems() const;
     // Connections accepted so far.
@@ -83,6 +107,7 @@ private:
     std::atomic<std::size_t> connections_{0};
     mutable std::mutex mutex_;
     std::vector<std::string> received_;
+    std::vector<std::string> literals_;
     std::vector<std::string> problems_;
     std::thread thread_;
 };
