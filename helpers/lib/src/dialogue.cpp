@@ -2,6 +2,7 @@
 
 #include "msg/tls.hpp"
 
+#include <optional>
 #include <string>
 
 namespace msg {
@@ -28,6 +29,25 @@ outcome run_dialogue(const probe_options& where, std::uint16_t default_port, con
     } catch (const check_failure& failure) {
         return failure.result();
     }
+}
+
+outcome run_login_dialogue(const probe_options& where, std::uint16_t default_port, const deadline& until,
+                           std::string_view farewell, const std::filesystem::path& credentials_file,
+                           const std::function<outcome(line_channel&, const credentials*)>& converse)
+{
+    std::optional<credentials> login;
+    try {
+        if (!credentials_file.empty())
+            login.emplace(read_credentials_file(credentials_file));
+    } catch (const check_failure& failure) {
+        return failure.result();
+    }
+    const credentials* who = login ? &*login : nullptr;
+    const outcome result = run_dialogue(where, default_port, until, farewell,
+                                        [&](line_channel& channel) { return converse(channel, who); });
+    if (who == nullptr || result.reason().empty())
+        return result;
+    return {result.code(), who->redact(result.reason())};
 }
 
 outcome certificate_outcome(const line_channel& channel, int warn_days)
