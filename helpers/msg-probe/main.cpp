@@ -2,8 +2,10 @@
 // Exit status is an OCF code; on any status but 0, exactly one reason line
 // goes to stderr for the agent's ocf_exit_reason.
 #include "msg/deadline.hpp"
+#include "msg/imap.hpp"
 #include "msg/log.hpp"
 #include "msg/outcome.hpp"
+#include "msg/pop3.hpp"
 #include "msg/probe_options.hpp"
 #include "msg/process_identity.hpp"
 #include "msg/smtp.hpp"
@@ -29,6 +31,13 @@ constexpr const char* exit_codes_help = R"(Exit codes (OCF):
   7    nothing listening: connection refused, socket absent
   190  degraded: healthy, but the certificate expires within --cert-warn-days
 On any exit status but 0, one reason line is written to stderr.)";
+
+constexpr const char* credentials_help = R"(
+--credentials-file: line 1 the username, line 2 the password; only the
+newline ending each line is stripped, spaces count. It must be a regular file
+owned by root with mode 0600 or 0400; if it is not, or is missing or
+malformed, msg-probe exits 6. The password never goes to arguments, the
+environment, logs or reasons.)";
 
 // A subcommand: its parser, and what runs once its arguments are parsed.
 // Adding a protocol is one function returning this plus one line in main.
@@ -91,6 +100,46 @@ command smtp_command(CLI::App& root, bool lmtp)
     parser->footer(exit_codes_help);
     return {parser, [options] {
                 return msg::check_smtp(*options, msg::deadline::after(options->where.time_limit));
+            }};
+}
+
+// `imap`: greeting and CAPABILITY; with a login, SELECT and the level-20
+// store round trip.
+command imap_command(CLI::App& root)
+{
+    auto options = std::make_shared<msg::imap_options>();
+    CLI::App* parser = root.add_subcommand(
+        "imap", "IMAP check: greeting, CAPABILITY, optional LOGIN, SELECT and store round trip, LOGOUT");
+    add_connection_options(*parser, options->where, "143, 993 with --tls");
+    auto* login = parser->add_option("--credentials-file", options->credentials_file,
+                                     "LOGIN with the username and password in this file (see below)");
+    parser
+        ->add_option("--mailbox", options->mailbox,
+                     "SELECT this mailbox after LOGIN; with --round-trip, the probe mailbox (default INBOX)")
+        ->needs(login);
+    parser
+        ->add_flag("--round-trip", options->round_trip,
+                   "APPEND a probe message to --mailbox (created if missing), FETCH it back, flag it \\Deleted "
+                   "and EXPUNGE it (UID EXPUNGE; plain EXPUNGE without UIDPLUS): give the probe its own mailbox")
+        ->needs(login);
+    parser->footer(std::string(exit_codes_help) + "\n" + credentials_help);
+    return {parser, [options] {
+                return msg::check_imap(*options, msg::deadline::after(options->where.time_limit));
+            }};
+}
+
+// `pop3`: greeting and CAPA; with a login, USER/PASS and STAT.
+command pop3_command(CLI::App& root)
+{
+    auto options = std::make_shared<msg::pop3_options>();
+    CLI::App* parser
+        = root.add_subcommand("pop3", "POP3 check: greeting, CAPA, optional STLS, USER/PASS and STAT, QUIT");
+    add_connection_options(*parser, options->where, "110, 995 with --tls");
+    parser->add_option("--credentials-file", options->credentials_file,
+                       "USER/PASS with the username and password in this file (see below), then STAT");
+    parser->footer(std::string(exit_codes_help) + "\n" + credentials_help);
+    return {parser, [options] {
+                return msg::check_pop3(*options, msg::deadline::after(options->where.time_limit));
             }};
 }
 
@@ -171,6 +220,8 @@ int main(int argc, char** argv)
         const std::vector<command> commands{
             smtp_command(app, false),
             smtp_command(app, true),
+            imap_command(app),
+            pop3_command(app),
             process_command(app),
         };
         try {
