@@ -217,6 +217,16 @@ sleep 0.2
 msg_proc_stat "$odd"
 expect "msg_proc_stat parses a command name with ') ' in it" "0:S:a) b (c" "$?:$MSG_PROC_STATE:$MSG_PROC_COMM"
 
+# A frozen process is found among live ones; none frozen is no answer.
+spawn sleep 30
+frozen=$SPAWNED
+kill -s STOP "$frozen"
+sleep 0.1
+msg_first_stopped $$ "$odd" "$frozen"
+expect "msg_first_stopped names the SIGSTOPped process" "0:$frozen:$(cat "/proc/$frozen/comm")" "$?:$MSG_STOPPED_PID:$MSG_STOPPED_COMM"
+msg_first_stopped $$ "$odd" "$zombie"
+expect "msg_first_stopped finds none among running ones" "1:" "$?:$MSG_STOPPED_PID"
+
 printf '%32d\n' 123 >"$work/padded.pid"
 msg_pid_file_pid "$work/padded.pid"
 expect "pid files padded with blanks are read" "0:123" "$?:$MSG_PID_FILE_PID"
