@@ -100,6 +100,22 @@ def make_base_dir(prefix: str = "msg-itest-postfix-") -> Path:
     return d
 
 
+def self_signed_cert(directory: Path, days: int, names: tuple[str, ...] = ("mx.example.com",),
+                     ips: tuple[str, ...] = ("127.0.0.1",), stem: str = "smtpd") -> tuple[Path, Path]:
+    """A self-signed P-256 certificate valid for `days` from now, with the given DNS
+    names and IP addresses as subjectAltNames; return (cert_file, key_file).
+
+    The certificate is its own CA: pass cert_file as the client's CA file."""
+    directory.mkdir(parents=True, exist_ok=True)
+    cert, key = directory / f"{stem}.crt", directory / f"{stem}.key"
+    san = ",".join([f"DNS:{n}" for n in names] + [f"IP:{i}" for i in ips])
+    procs.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+               "-nodes", "-keyout", str(key), "-out", str(cert), "-days", str(days),
+               "-subj", f"/CN={names[0]}", "-addext", f"subjectAltName={san}"], check=True)
+    key.chmod(0o600)
+    return cert, key
+
+
 class PostfixInstance:
     """One Postfix instance below base_dir, SMTP on 127.0.0.1:smtp_port.
 
@@ -179,6 +195,11 @@ class PostfixInstance:
             self.master_cf,
             "# written by tests/integration/postfix_instance.py; chroot = n everywhere\n"
             + "".join("{:<18} {:<10} {:<7} {:<6} {:<6} {:<6} {:<7} {}\n".format(*r) for r in rows))
+
+    def enable_tls(self, cert_file: Path, key_file: Path) -> None:
+        """Offer STARTTLS on the smtpd port with this certificate (rewrites main.cf)."""
+        self.set_main(smtpd_tls_cert_file=str(cert_file), smtpd_tls_key_file=str(key_file),
+                      smtpd_tls_security_level="may", smtpd_tls_loglevel="1")
 
     def create(self, queue_template: Path | None = None) -> None:
         """Write the configuration and let `postfix check` build the queue.

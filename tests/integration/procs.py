@@ -150,3 +150,47 @@ def kill_and_wait(pids: Iterable[int], timeout_s: float = 5.0) -> list[int]:
         except ProcessLookupError:
             pass
     return wait_gone(pids, timeout_s)
+
+
+# ---- wedging: a process that only SIGKILL can end -------------------------
+
+_WEDGE_CODE = r"""
+import ctypes, sys
+libc = ctypes.CDLL(None, use_errno=True)
+libc.ptrace.argtypes = [ctypes.c_long, ctypes.c_long, ctypes.c_void_p, ctypes.c_void_p]
+PTRACE_SEIZE, PTRACE_INTERRUPT = 0x4206, 0x4207
+for pid in map(int, sys.argv[1:]):
+    for req in (PTRACE_SEIZE, PTRACE_INTERRUPT):
+        if libc.ptrace(req, pid, None, None) != 0:
+            sys.exit(f"ptrace({req:#x}, {pid}): errno {ctypes.get_errno()}")
+print("wedged", flush=True)
+sys.stdin.read()  # hold them until our stdin closes; exiting detaches them
+"""
+
+
+class Wedge:
+    """Hold processes in ptrace-stop, where SIGTERM and SIGCONT stay pending and
+    only SIGKILL acts: a stand-in for a daemon hung in the kernel, which SIGSTOP
+    is not (SIGCONT would revive it).  The tracer is a separate child process;
+    release() (or its death) detaches, and the pending signals then arrive."""
+
+    def __init__(self, pids: Iterable[int]):
+        self.pids = list(pids)
+        self._p = popen(["/usr/bin/python3", "-c", _WEDGE_CODE, *map(str, self.pids)],
+                        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        line = self._p.stdout.readline()
+        if line.strip() != "wedged":
+            self.release()
+            raise OSError(f"could not wedge {self.pids}: {self._p.stderr.read().strip()}")
+
+    def release(self) -> None:
+        if self._p.returncode is None:
+            self._p.stdin.close()
+            self._p.wait(10)
+            release(self._p)
+
+    def __enter__(self) -> "Wedge":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release()

@@ -71,3 +71,19 @@ def test_tmpfs_queue_instance_runs(make_postfix) -> None:
     st = os.statvfs(inst.queue_dir)
     assert st.f_blocks * st.f_frsize <= 8 * 1024 * 1024
     assert inst.send_mail()[1][0] == 250
+
+
+def test_wedge_holds_a_process_against_term_and_cont_but_not_kill() -> None:
+    p = procs.popen(["sleep", "100"])
+    try:
+        with procs.Wedge([p.pid]):
+            os.kill(p.pid, signal.SIGTERM)
+            os.kill(p.pid, signal.SIGCONT)
+            time.sleep(0.3)
+            assert procs.alive(p.pid), "a wedged process died of TERM"
+            os.kill(p.pid, signal.SIGKILL)
+            assert not procs.wait_gone([p.pid], 2), "KILL did not end a wedged process"
+    finally:
+        p.kill()
+        p.wait()
+        procs.release(p)

@@ -21,7 +21,7 @@ import pytest
 
 import procs
 from ocf import OCF, Result, run_agent
-from postfix_instance import PostfixInstance, free_port, settle
+from postfix_instance import PostfixInstance, free_port, self_signed_cert, settle
 
 START_MS = 20000
 STOP_MS = 30000
@@ -35,9 +35,10 @@ PROBE_SENDER = "probe@example.org"
 class Resource:
     """The agent bound to one instance: r.start(), r.monitor(10), r.probe(), r("validate-all")..."""
 
-    def __init__(self, agent: Path, inst: PostfixInstance, **params: object):
+    def __init__(self, agent: Path, inst: PostfixInstance, instance: str = "itest", **params: object):
         self.agent = agent
         self.inst = inst
+        self.instance = instance
         self.params: dict[str, object] = {
             "config_dir": inst.config_dir,
             "probe_host": "127.0.0.1",
@@ -52,7 +53,7 @@ class Resource:
         params = {**self.params, **override}
         params = {k: v for k, v in params.items() if v is not None}
         return run_agent(self.agent, action, params, check_level=check_level,
-                         interval_ms=interval_ms, timeout_ms=timeout_ms)
+                         interval_ms=interval_ms, timeout_ms=timeout_ms, instance=self.instance)
 
     def start(self, **kw) -> Result:
         return self("start", timeout_ms=START_MS, **kw)
@@ -266,6 +267,18 @@ def test_sigstop_fails_level_10_in_time_and_stop_still_stops(rsc: Resource, vict
     assert not procs.alive(frozen)
 
 
+def test_stop_kills_a_wedged_instance_that_ignores_term(rsc: Resource) -> None:
+    """Every process of the instance is held in ptrace-stop, like daemons hung in
+    the kernel: `postfix stop`, TERM and CONT do nothing, only KILL works.  Stop
+    must escalate to KILL and return 0 inside its timeout, or the node is fenced."""
+    started(rsc)
+    idle_smtpd(rsc.inst)
+    victims = rsc.inst.processes()
+    with procs.Wedge(victims):
+        stopped_cleanly(rsc, timeout_ms=10000)
+        assert not [p for p in victims if procs.alive(p)]
+
+
 # ---------------------------------------------------------------------------
 # broken configuration under a running Postfix
 
@@ -417,6 +430,51 @@ def test_level_20_reports_bind_address_mismatch(postfix_agent: Path, make_postfi
     stopped_cleanly(rsc)
 
 
+def test_starttls_probe_verifies_the_certificate_and_warns_before_expiry(postfix_agent: Path, make_postfix) -> None:
+    inst = make_postfix()
+    cert, key = self_signed_cert(inst.base_dir / "tls", days=30)
+    inst.enable_tls(cert, key)
+    rsc = Resource(postfix_agent, inst, probe_tls="starttls", probe_ca_file=cert, cert_warn_days=14)
+    started(rsc)
+    expect(rsc.monitor(10), OCF.SUCCESS)
+    expect(rsc.monitor(20), OCF.SUCCESS)
+
+    # 30 days left, warn at 60: degraded at depth 20 only, where expiry is checked
+    r = rsc.monitor(20, cert_warn_days=60)
+    expect(r, OCF.DEGRADED)
+    expect_reason(r, r"expir")
+    expect(rsc.monitor(10, cert_warn_days=60), OCF.SUCCESS)
+
+    # a certificate the probe cannot verify fails at any TLS depth
+    other_ca, _ = self_signed_cert(inst.base_dir / "other-ca", days=30, stem="other")
+    for level in (10, 20):
+        r = rsc.monitor(level, probe_ca_file=other_ca)
+        expect(r, OCF.ERR_GENERIC)
+        expect_reason(r, r"certif|verif")
+    stopped_cleanly(rsc)
+
+
+def test_two_instances_side_by_side_are_managed_independently(postfix_agent: Path, make_postfix) -> None:
+    """An internal MTA and a gateway on one node: failing, restarting and stopping
+    one must not touch the other."""
+    a, b = make_postfix(), make_postfix()
+    ra = Resource(postfix_agent, a)
+    rb = Resource(postfix_agent, b, instance="itest-b")
+    a_master, b_master = started(ra), started(rb)
+    expect(ra.monitor(20), OCF.SUCCESS)
+    expect(rb.monitor(20), OCF.SUCCESS)
+
+    assert not procs.kill_and_wait([a_master], 5)
+    expect(ra.monitor(0), OCF.NOT_RUNNING, OCF.ERR_GENERIC)
+    expect(rb.monitor(10), OCF.SUCCESS)
+    started(ra)
+    stopped_cleanly(ra)
+
+    assert b.master_pid() == b_master, "the other instance's master changed"
+    expect(rb.monitor(20), OCF.SUCCESS)
+    stopped_cleanly(rb)
+
+
 # ---------------------------------------------------------------------------
 # process identity
 
@@ -517,4 +575,9 @@ def test_reload_applies_changed_main_cf(rsc: Resource) -> None:
             return s.recv(512)
     wait_for(lambda: b"reloaded-by-agent" in banner(), 10, "the new banner after reload")
     expect(rsc.monitor(10), OCF.SUCCESS)
+
+    # reload-agent: Pacemaker changed only reloadable parameters; Postfix keeps running
+    r = rsc("reload-agent", probe_timeout=5, queue_warn=50)
+    expect(r, OCF.SUCCESS)
+    assert inst.master_pid() == master, "reload-agent restarted Postfix"
     stopped_cleanly(rsc)
