@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import time
 from pathlib import Path
 from typing import Callable, Iterator
@@ -25,6 +26,13 @@ def pytest_configure(config: pytest.Config) -> None:
     # Daemons started by the agent double-fork and are adopted by us: reap
     # them at once, or a kill -9'd master lingers as a zombie for ~1.5 s.
     procs.enable_subreaper()
+    # A CI timeout sends TERM: turn it into an interrupt so fixture teardown
+    # still kills the daemons, unmounts and restores the default main.cf.
+    signal.signal(signal.SIGTERM, _interrupt)
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
 
 
 @pytest.fixture(scope="session")
