@@ -211,6 +211,28 @@ TEST_F(ImapProbe, RoundTripWithoutAppenduidSearchesAndWithoutUidplusExpunges)
     EXPECT_TRUE(server.problems().empty()) << server.problems().front();
 }
 
+TEST_F(ImapProbe, EarlierProbeMessagesAreRemovedWithThisOne)
+{
+    server_script script = logged_in(post_login_caps + " WITHIN");
+    append(script, "OK [APPENDUID 1700000000 7] Append completed.\r\n");
+    select(script)
+        .expect_tagged("UID FETCH 7 (BODY.PEEK[])")
+        .echo_literal("* 3 FETCH (UID 7 BODY[] ", ")\r\n")
+        .send_tagged("OK Fetch completed.\r\n")
+        .expect_tagged("UID SEARCH OLDER 600 HEADER Message-ID \"@msg-probe.invalid>\"")
+        .send("* SEARCH 2 5\r\n")
+        .send_tagged("OK Search completed.\r\n")
+        .expect_tagged("UID STORE 7,2,5 +FLAGS.SILENT (\\Deleted)")
+        .send_tagged("OK Store completed.\r\n")
+        .expect_tagged("UID EXPUNGE 7,2,5")
+        .send("* 3 EXPUNGE\r\n* 2 EXPUNGE\r\n* 1 EXPUNGE\r\n")
+        .send_tagged("OK Expunge completed.\r\n");
+    fake_server server(logout(script));
+    const auto [result, elapsed] = run(round_trip_options(server));
+    EXPECT_EQ(result.code(), ocf_code::success) << result.reason();
+    EXPECT_TRUE(server.problems().empty()) << server.problems().front();
+}
+
 TEST_F(ImapProbe, MissingProbeMailboxIsCreated)
 {
     server_script script = logged_in();

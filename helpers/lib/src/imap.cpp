@@ -29,6 +29,12 @@ constexpr std::size_t max_line = 64 * 1024;
 constexpr std::size_t max_untagged_responses = 1000;
 constexpr std::size_t max_reply_bytes = 4 * imap_max_literal_bytes;
 constexpr std::size_t max_literals_per_response = 8;
+// Every probe message's Message-ID ends in this (RFC 6761: no real domain
+// can carry it), which is how a run recognizes what earlier runs left.
+constexpr const char* probe_id_suffix = "@msg-probe.invalid>";
+// Leftovers removed per run: enough to drain a backlog in a few runs, few
+// enough to keep the STORE line short.
+constexpr std::size_t max_leftovers = 100;
 
 bool starts_with(std::string_view text, std::string_view prefix)
 {
@@ -421,11 +427,26 @@ void log_in(session& imap, const line_channel& channel, const credentials& login
         imap.refresh_capabilities();
 }
 
+// The UIDs a UID SEARCH reply lists, in the server's order.
+std::vector<std::uint32_t> search_results(const reply& found)
+{
+    std::vector<std::uint32_t> uids;
+    for (const response& item : found.untagged) {
+        if (item.untagged_keyword() != "SEARCH")
+            continue;
+        for (const std::string& word : split_words(item.text)) {
+            if (const auto number = parse_uid(word))
+                uids.push_back(*number);
+        }
+    }
+    return uids;
+}
+
 // APPEND, SELECT, find, FETCH, flag \Deleted and EXPUNGE one probe message.
 void round_trip(session& imap, const std::string& mailbox)
 {
     const std::string token = random_token();
-    const std::string message_id = "<msg-probe." + token + "@msg-probe.invalid>";
+    const std::string message_id = "<msg-probe." + token + probe_id_suffix;
     const std::vector<std::string> message = probe_message(token, message_id);
     const std::string name = printable_excerpt(mailbox, 64);
 
@@ -449,16 +470,10 @@ void round_trip(session& imap, const std::string& mailbox)
     if (!uid) {
         const reply found = imap.command("UID SEARCH HEADER Message-ID " + quoted_string(message_id), "UID SEARCH");
         imap.expect_ok(found, "UID SEARCH");
-        for (const response& item : found.untagged) {
-            if (item.untagged_keyword() != "SEARCH")
-                continue;
-            for (const std::string& word : split_words(item.text)) {
-                if (const auto number = parse_uid(word))
-                    uid = number;
-            }
-        }
-        if (!uid)
+        const std::vector<std::uint32_t> uids = search_results(found);
+        if (uids.empty())
             session::fail("probe message " + token + " not found in " + name + " after APPEND");
+        uid = uids.back();
     }
     const std::string uid_text = std::to_string(*uid);
 
@@ -473,12 +488,32 @@ void round_trip(session& imap, const std::string& mailbox)
     if (!intact)
         session::fail("probe message " + token + " (UID " + uid_text + ") not read back from " + name);
 
-    imap.expect_ok(imap.command("UID STORE " + uid_text + " +FLAGS.SILENT (\\Deleted)", "UID STORE"), "UID STORE");
+    // Probe messages of earlier runs whose deadline passed after the store
+    // had taken their APPEND (a blocked APPEND completes once a stale lock
+    // clears) go with this one, so none pile up; only those older than ten
+    // minutes (WITHIN, RFC 5032), so a concurrent run keeps its own.
+    std::string doomed = uid_text;
+    if (imap.offers("WITHIN")) {
+        const reply old = imap.command("UID SEARCH OLDER 600 HEADER Message-ID " + quoted_string(probe_id_suffix),
+                                       "UID SEARCH");
+        imap.expect_ok(old, "UID SEARCH");
+        std::size_t leftovers = 0;
+        for (const std::uint32_t other : search_results(old)) {
+            if (other == *uid || leftovers == max_leftovers)
+                continue;
+            doomed += "," + std::to_string(other);
+            ++leftovers;
+        }
+        if (leftovers > 0)
+            log_info("IMAP " + name + ": removing " + std::to_string(leftovers) + " earlier probe message(s)");
+    }
+
+    imap.expect_ok(imap.command("UID STORE " + doomed + " +FLAGS.SILENT (\\Deleted)", "UID STORE"), "UID STORE");
     // Without UIDPLUS, EXPUNGE removes every \Deleted message in the
     // mailbox: one more reason the agent gives the probe its own mailbox.
     const std::string expunge = imap.offers("UIDPLUS") ? "UID EXPUNGE" : "EXPUNGE";
     const reply expunged
-        = imap.command(imap.offers("UIDPLUS") ? "UID EXPUNGE " + uid_text : std::string("EXPUNGE"), expunge);
+        = imap.command(imap.offers("UIDPLUS") ? "UID EXPUNGE " + doomed : std::string("EXPUNGE"), expunge);
     imap.expect_ok(expunged, expunge);
     if (!expunged.has_untagged("EXPUNGE"))
         session::fail("probe message " + token + " (UID " + uid_text + ") still in " + name + " after " + expunge);
