@@ -192,6 +192,18 @@ unset OCF_RESKEY_CRM_meta_timeout
 expect "without a timeout, the default applies" "$MSG_DEFAULT_TIMEOUT_MS" "$(msg_timeout_ms)"
 
 ###########################################################################
+# parameters
+
+for value in true False YES no on 0 1; do
+	msg_is_bool "$value"
+	expect "msg_is_bool accepts '$value'" 0 $?
+done
+for value in "" maybe tru 2 Yes; do
+	msg_is_bool "$value"
+	expect "msg_is_bool refuses '$value'" 1 $?
+done
+
+###########################################################################
 # /proc reading
 
 msg_proc_stat $$
