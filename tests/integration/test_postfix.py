@@ -213,14 +213,19 @@ def test_start_monitor_stop_at_level(rsc: Resource, level: int) -> None:
     expect(rsc.stop(), OCF.SUCCESS)  # stop when stopped
 
 
-@pytest.mark.parametrize("override", [
-    pytest.param({"config_dir": "/nonexistent/msg-itest/etc"}, id="config_dir-missing-store-not-mounted"),
-    pytest.param({"binary": "/nonexistent/sbin/postfix"}, id="binary-missing-not-installed"),
+@pytest.mark.parametrize("override,unmount_queue", [
+    pytest.param({"config_dir": "/nonexistent/msg-itest/etc"}, False, id="config_dir-missing-store-not-mounted"),
+    pytest.param({}, True, id="queue_directory-missing-store-not-mounted"),
+    pytest.param({"binary": "/nonexistent/sbin/postfix"}, False, id="binary-missing-not-installed"),
 ])
-def test_probe_where_postfix_cannot_run_is_not_running(rsc: Resource, override: dict) -> None:
+def test_probe_where_postfix_cannot_run_is_not_running(rsc: Resource, override: dict, unmount_queue: bool) -> None:
+    if unmount_queue:  # config_dir is local, queue_directory on the shared store
+        rsc.inst.queue_dir.rename(rsc.inst.queue_dir.with_name("spool.unmounted"))
     r = rsc.probe(**override)
     expect(r, OCF.NOT_RUNNING)
     assert not Path("/nonexistent").exists()
+    if unmount_queue:
+        assert not rsc.inst.queue_dir.exists(), "the probe created queue_directory"
 
 
 # ---------------------------------------------------------------------------
@@ -245,6 +250,22 @@ def test_kill_9_detected_then_start_recovers(rsc: Resource, victim: str) -> None
     assert new_master and new_master != master, res.describe()
     expect(rsc.monitor(10), OCF.SUCCESS)
     expect(rsc.monitor(20), OCF.SUCCESS)
+    stopped_cleanly(rsc)
+
+
+def test_deleted_pid_file_under_running_postfix_is_not_clean_stop(rsc: Resource) -> None:
+    """master.pid removed by hand while Postfix runs: not "cleanly stopped" (7), and
+    the recovery Pacemaker then runs (stop, start) must stop the orphans and start one
+    Postfix. The stock agent says 7 and its start then fails."""
+    inst = rsc.inst
+    master = started(rsc)
+    inst.pid_file.unlink()
+    for r in (rsc.monitor(0), rsc.monitor(10), rsc.probe()):
+        assert r.rc != OCF.NOT_RUNNING, f"Postfix still runs, yet:\n{r.describe()}"
+    stopped_cleanly(rsc)
+    assert not procs.alive(master)
+    started(rsc)
+    expect(rsc.monitor(10), OCF.SUCCESS)
     stopped_cleanly(rsc)
 
 
@@ -411,6 +432,26 @@ def test_full_queue_filesystem_fails_level_20(postfix_agent: Path, make_postfix)
     expect_reason(r, r"452|insufficient system storage")
 
     filler.unlink()
+    expect(rsc.monitor(20), OCF.SUCCESS)
+    stopped_cleanly(rsc)
+
+
+def test_unwritable_queue_directory_fails_level_20_with_that_reason(rsc: Resource) -> None:
+    """Depth 20 checks that the queue takes files (as mail_owner: root passes any
+    permission test); the reason must name the directory, not a symptom."""
+    inst = rsc.inst
+    started(rsc)
+    incoming = inst.queue_dir / "incoming"
+    mode = incoming.stat().st_mode & 0o7777
+    incoming.chmod(0)
+    try:
+        expect(rsc.monitor(10), OCF.SUCCESS)
+        r = rsc.monitor(20)
+        expect(r, OCF.ERR_GENERIC)
+        expect_reason(r, r"incoming.*(writ|permission)")
+        assert r.elapsed < MONITOR_MS / 1000
+    finally:
+        incoming.chmod(mode)
     expect(rsc.monitor(20), OCF.SUCCESS)
     stopped_cleanly(rsc)
 
