@@ -15,13 +15,34 @@ Maildirs (a real local delivery the caller can read back with
 
 Typical use::
 
-    port = free_port()
-    inst = PostfixInstance(Path(tempfile.mkdtemp()), port)
-    with inst.register_alternate():   # postfix -c DIR refuses unregistered dirs
-        inst.create()
-        inst.start()
+    inst = PostfixInstance(make_base_dir(), free_port())
+    with inst.register_alternate():
+        inst.create()                 # main.cf, master.cf, queue (postfix check)
+        inst.start()                  # returns the master pid once SMTP answers
+        subject, (code, text) = inst.send_mail()
         ...
-        inst.kill_all()               # or inst.stop()
+        inst.kill_all()               # or inst.stop(); then rmtree(inst.base_dir)
+
+API in brief:
+
+* configuration: main_params(), set_main(**params) (rewrites main.cf),
+  enable_tls(cert, key), self_signed_cert(dir, days); paths config_dir,
+  queue_dir, data_dir, mail_dir, maillog, main_cf, master_cf, pid_file.
+* control: create(queue_template=None), postfix(*args), start(), stop().
+* state: master_pid() (this instance's live master, by exe AND cwd),
+  pid_file_pid(), write_pid_file(pid), processes() (every live pid of the
+  instance, found by pid file, cwd or cmdline), children(comm), kill_all(),
+  smtp_answers().
+* mail: send_mail(), delivered(rcpt), queue_count(queue), maillog_tail().
+* registration: register_alternate() / register_alternate_config_dir().
+  Postfix 3.7 run as root accepts an unregistered -c directory for start,
+  check and postqueue alike; ocf:heartbeat:postfix insists on the entry,
+  so the tests register every instance, under a machine-wide lock.
+
+Files this module writes are dated 10 s back (settle()): Postfix re-reads a
+main.cf or table changed within the last second every 300 ms until it is
+stable, which would add up to 2 s to every command after an edit.  Call
+settle(path) after editing a file by other means.
 
 All processes are spawned through procs.run(), so a caller that enabled
 procs.enable_subreaper() reaps killed daemons promptly.
