@@ -21,7 +21,10 @@ OCF_ROOT = "/usr/lib/ocf"
 
 
 class OCF(IntEnum):
-    """OCF exit codes (keep in sync with ocf-returncodes)."""
+    """OCF exit codes (keep in sync with ocf-returncodes).
+
+    190/191 are OCF 1.1's degraded codes, which Pacemaker 2.0.5+ knows
+    (PCMK_OCF_DEGRADED*) but resource-agents 4.12's ocf-returncodes lacks."""
     SUCCESS = 0
     ERR_GENERIC = 1
     ERR_ARGS = 2
