@@ -4,14 +4,12 @@
 #include "msg/dialogue.hpp"
 #include "msg/line_channel.hpp"
 #include "msg/log.hpp"
+#include "msg/probe_message.hpp"
 #include "msg/reply_text.hpp"
-
-#include <openssl/rand.h>
 
 #include <algorithm>
 #include <cctype>
 #include <cstdint>
-#include <ctime>
 #include <optional>
 #include <set>
 #include <sstream>
@@ -156,39 +154,13 @@ std::string quoted_string(std::string_view text)
     return out;
 }
 
-// 32 hex digits from the CSPRNG: the probe message's identity, so the
-// check finds and deletes its own message and nothing else.
-std::string random_token()
-{
-    unsigned char bytes[16];
-    if (RAND_bytes(bytes, sizeof bytes) != 1)
-        throw check_failure(outcome::failed("cannot draw a random token for the probe message"));
-    static constexpr char hex[] = "0123456789abcdef";
-    std::string token;
-    for (const unsigned char byte : bytes) {
-        token.push_back(hex[byte >> 4]);
-        token.push_back(hex[byte & 0x0f]);
-    }
-    return token;
-}
-
-std::string date_now()
-{
-    const std::time_t now = std::time(nullptr);
-    std::tm local{};
-    localtime_r(&now, &local);
-    char text[64];
-    std::strftime(text, sizeof text, "%a, %d %b %Y %H:%M:%S %z", &local);
-    return text;
-}
-
 // The probe message, line by line (CR LF is added on the wire).
 std::vector<std::string> probe_message(const std::string& token, const std::string& message_id)
 {
     return {
         "From: msg-probe <msg-probe@msg-probe.invalid>",
         "To: msg-probe <msg-probe@msg-probe.invalid>",
-        "Date: " + date_now(),
+        "Date: " + rfc5322_date_now(),
         "Subject: msg-probe store check " + token,
         "Message-ID: " + message_id,
         "MIME-Version: 1.0",
