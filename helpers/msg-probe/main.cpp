@@ -4,6 +4,7 @@
 #include "msg/deadline.hpp"
 #include "msg/imap.hpp"
 #include "msg/log.hpp"
+#include "msg/nntp.hpp"
 #include "msg/outcome.hpp"
 #include "msg/pop3.hpp"
 #include "msg/probe_options.hpp"
@@ -143,6 +144,29 @@ command pop3_command(CLI::App& root)
             }};
 }
 
+// `nntp`: greeting, CAPABILITIES, MODE READER, DATE; with --group, GROUP;
+// with --round-trip, the level-20 post-and-read of a probe article.
+command nntp_command(CLI::App& root)
+{
+    auto options = std::make_shared<msg::nntp_options>();
+    CLI::App* parser = root.add_subcommand(
+        "nntp", "NNTP check: greeting 200/201, CAPABILITIES, MODE READER where needed, optional STARTTLS and "
+                "AUTHINFO, GROUP, DATE, optional post-and-read round trip, QUIT");
+    add_connection_options(*parser, options->where, "119, 563 with --tls");
+    parser->add_option("--credentials-file", options->credentials_file,
+                       "AUTHINFO USER/PASS with the username and password in this file (see below)");
+    auto* group = parser->add_option("--group", options->group, "GROUP this newsgroup (the probe group)");
+    parser
+        ->add_flag("--round-trip", options->round_trip,
+                   "POST a probe article with a random Message-ID to --group and read it back with ARTICLE; "
+                   "the article stays and expires with the group: give the probe its own group")
+        ->needs(group);
+    parser->footer(std::string(exit_codes_help) + "\n" + credentials_help);
+    return {parser, [options] {
+                return msg::check_nntp(*options, msg::deadline::after(options->where.time_limit));
+            }};
+}
+
 // `process`: is the pid file's process really the daemon? No network: this
 // is the agents' level-0 check and the source of pids for stop escalation.
 command process_command(CLI::App& root)
@@ -222,6 +246,7 @@ int main(int argc, char** argv)
             smtp_command(app, true),
             imap_command(app),
             pop3_command(app),
+            nntp_command(app),
             process_command(app),
         };
         try {

@@ -266,6 +266,18 @@ server_script& server_script::echo_literal(std::string prefix, std::string suffi
     return *this;
 }
 
+server_script& server_script::receive_block()
+{
+    steps_.push_back({step::kind::receive_block, {}, 0, {}});
+    return *this;
+}
+
+server_script& server_script::echo_block(std::string prefix)
+{
+    steps_.push_back({step::kind::echo_block, std::move(prefix), 0, {}});
+    return *this;
+}
+
 server_script& server_script::stall()
 {
     steps_.push_back({step::kind::stall, {}, 0, {}});
@@ -416,7 +428,7 @@ void fake_server::play(int fd)
 {
     connection peer(fd, stopping_);
     // IMAP state: the tag of the last tagged command, the last line read
-    // (where a literal is announced) and the last literal received.
+    // (where a literal is announced) and the last literal (or NNTP block) received.
     std::string tag;
     std::string last_line;
     std::string literal;
@@ -464,6 +476,25 @@ void fake_server::play(int fd)
         }
         case kind::echo_literal:
             if (!peer.send_all(step.text + "{" + std::to_string(literal.size()) + "}\r\n" + literal + step.suffix))
+                return;
+            break;
+        case kind::receive_block: {
+            literal.clear();
+            for (;;) {
+                if (!peer.read_line(last_line)) {
+                    note_problem("client left before the \".\" ending its block");
+                    return;
+                }
+                if (last_line == ".")
+                    break;
+                literal += last_line + "\r\n";
+            }
+            const std::lock_guard lock(mutex_);
+            literals_.push_back(literal);
+            break;
+        }
+        case kind::echo_block:
+            if (!peer.send_all(step.text + literal + ".\r\n"))
                 return;
             break;
         case kind::send:

@@ -28,9 +28,11 @@ public:
             send_tagged,
             receive_literal,
             echo_literal,
+            receive_block,
+            echo_block,
         };
         kind what;
-        std::string text;          // send(_tagged): bytes; expect(_tagged): command prefix; echo_literal: prefix
+        std::string text;          // send(_tagged): bytes; expect(_tagged): command prefix; echo_*: prefix
         std::size_t count = 0;     // send_filler: bytes without a newline
         pem_credentials credentials; // start_tls
         std::string suffix{};      // echo_literal: what follows the literal
@@ -54,6 +56,12 @@ public:
     server_script& receive_literal();
     // IMAP: sends `prefix`, "{N}" CR LF, the last literal received, then `suffix`.
     server_script& echo_literal(std::string prefix, std::string suffix);
+    // NNTP, POP3: reads lines up to a line "." (a dot-stuffed block such as
+    // a posted article) and keeps them, CR LF joined and still dot-stuffed,
+    // for literals() and echo_block.
+    server_script& receive_block();
+    // Sends `prefix`, the last block received and the line "." that ends it.
+    server_script& echo_block(std::string prefix);
     // Keeps the connection open and silent until the client leaves or the server stops.
     server_script& stall();
     // Closes the connection (also what happens after the last step).
@@ -87,7 +95,7 @@ public:
     // client sends on its way out, which the server may not have read yet.
     std::vector<std::string> received_at_least(std::size_t count,
                                                std::chrono::milliseconds wait = std::chrono::seconds(2)) const;
-    // Every literal clients sent (receive_literal), in order.
+    // Every literal (receive_literal) and block (receive_block) clients sent, in order.
     std::vector<std::string> literals() const;
     // Deviations from the script ("expected QUIT, got ..."); empty when the client behaved.
     std::vector<std::string> problems() const;
