@@ -168,6 +168,45 @@ TEST_F(CredentialsFile, MalformedContentIsMisconfiguredWithoutQuotingIt)
     }
 }
 
+// msg::read_password_file: the same trust rules for a file holding only a
+// password (an LDAP bind password; the DN comes from elsewhere).
+TEST_F(CredentialsFile, PasswordFileHoldsThePasswordAloneWithOptionalNewline)
+{
+    const auto bind = msg::read_password_file(write(std::string(secret) + "\n"), "cn=probe,dc=example,dc=com");
+    EXPECT_EQ(bind.username(), "cn=probe,dc=example,dc=com");
+    EXPECT_EQ(bind.password(), secret);
+    EXPECT_EQ(msg::read_password_file(write(secret), "cn=probe").password(), secret);
+}
+
+TEST_F(CredentialsFile, PasswordFileIsJudgedLikeACredentialsFile)
+{
+    using fs::perms;
+    const auto path = write(secret, perms::owner_read | perms::owner_write | perms::group_read);
+    msg::outcome result;
+    try {
+        msg::read_password_file(path, "cn=probe");
+    } catch (const msg::check_failure& failure) {
+        result = failure.result();
+    }
+    EXPECT_EQ(result.code(), ocf_code::err_configured);
+    EXPECT_EQ(result.reason(),
+              "password file '" + path + "' has mode 0640: it must be 0600 or stricter (no group or other access)");
+    for (const auto& [content, reason] : {
+             std::pair{std::string(secret) + "\nsecond line\n", "has more than one line"},
+             std::pair{std::string(secret) + "\r\n", "the password contains CR"},
+             std::pair{std::string("\n"), "has an empty password"},
+         }) {
+        try {
+            msg::read_password_file(write(content), "cn=probe");
+            ADD_FAILURE() << "accepted " << content.size() << " bytes";
+        } catch (const msg::check_failure& failure) {
+            EXPECT_EQ(failure.result().code(), ocf_code::err_configured);
+            EXPECT_TRUE(contains(failure.result().reason(), reason));
+            EXPECT_FALSE(contains(failure.result().reason(), "s3cret"));
+        }
+    }
+}
+
 TEST(Credentials, RedactMasksEveryOccurrenceOfThePassword)
 {
     const msg::credentials login("probe", "hunter2");

@@ -129,9 +129,15 @@ std::string credentials::redact(std::string_view text) const
     return out;
 }
 
-credentials read_credentials_file(const std::filesystem::path& path)
+namespace {
+
+// Reads a secret file `label` names in reasons ("credentials file '...'"),
+// after checking on the open descriptor that only root can read it;
+// `holds` says what it should contain ("a username and password"). The
+// caller wipes what it returns.
+std::string read_private_file(const std::filesystem::path& path, const std::string& label, const std::string& holds)
 {
-    const std::string file = "credentials file '" + path.string() + "'";
+    const std::string file = label + " '" + path.string() + "'";
     // O_NONBLOCK: opening a FIFO planted at the path must not hang the probe.
     const file_descriptor fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK));
     if (fd.get() < 0)
@@ -148,11 +154,12 @@ credentials read_credentials_file(const std::filesystem::path& path)
         refuse(file + " (mode " + mode + ") is owned by " + describe_owner(status.st_uid) + ", not root");
     if ((status.st_mode & (S_IRWXG | S_IRWXO)) != 0)
         refuse(file + " has mode " + mode + ": it must be 0600 or stricter (no group or other access)");
+    const std::string too_large = file + " is larger than 4096 bytes: not " + holds;
     if (status.st_size > static_cast<off_t>(max_file_size))
-        refuse(file + " is larger than 4096 bytes: not a username and password");
+        refuse(too_large);
 
     std::string content;
-    const wiped_on_exit wipe_content(content);
+    wiped_on_exit wipe_content(content);
     content.reserve(max_file_size + 1);
     char chunk[512];
     for (;;) {
@@ -167,8 +174,21 @@ credentials read_credentials_file(const std::filesystem::path& path)
         OPENSSL_cleanse(chunk, sizeof chunk);
         // Grown since the stat: refuse rather than read on.
         if (content.size() > max_file_size)
-            refuse(file + " is larger than 4096 bytes: not a username and password");
+            refuse(too_large);
     }
+    // Swapped out, not copied: the caller's string is then the only copy.
+    std::string result;
+    result.swap(content);
+    return result;
+}
+
+} // namespace
+
+credentials read_credentials_file(const std::filesystem::path& path)
+{
+    const std::string file = "credentials file '" + path.string() + "'";
+    std::string content = read_private_file(path, "credentials file", "a username and password");
+    const wiped_on_exit wipe_content(content);
 
     const std::string_view text(content);
     const auto first_end = text.find('\n');
@@ -182,6 +202,21 @@ credentials read_credentials_file(const std::filesystem::path& path)
         password = password.substr(0, second_end);
     }
     require_sendable(username, file, "username");
+    require_sendable(password, file, "password");
+    return credentials(username, password);
+}
+
+credentials read_password_file(const std::filesystem::path& path, std::string_view username)
+{
+    const std::string file = "password file '" + path.string() + "'";
+    std::string content = read_private_file(path, "password file", "a password");
+    const wiped_on_exit wipe_content(content);
+
+    std::string_view password(content);
+    if (!password.empty() && password.back() == '\n')
+        password.remove_suffix(1);
+    if (password.find('\n') != std::string_view::npos)
+        refuse(file + " has more than one line (it holds only the password)");
     require_sendable(password, file, "password");
     return credentials(username, password);
 }

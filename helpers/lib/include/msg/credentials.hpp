@@ -41,4 +41,12 @@ private:
 // reason names the file (and its mode once known), never its content.
 credentials read_credentials_file(const std::filesystem::path& path);
 
+// Reads a file that holds only a password (an LDAP bind password, whose DN
+// is given separately) and pairs it with `username`. One trailing LF is
+// stripped (ldapsearch -y would send it as part of the password); any other
+// LF, a CR or a NUL is refused. The same ownership, mode and size rules and
+// refusals (check_failure 6) as read_credentials_file, naming the file
+// "password file '...'", never its content.
+credentials read_password_file(const std::filesystem::path& path, std::string_view username);
+
 } // namespace msg
