@@ -9,6 +9,10 @@
 
 #include <gtest/gtest.h>
 
+#include <fcntl.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <chrono>
 #include <functional>
 
@@ -143,6 +147,24 @@ TEST(LineChannel, ReadExactShortThenStallEndsAtDeadline)
     EXPECT_EQ(result.code(), ocf_code::err_generic);
     EXPECT_EQ(result.reason(), "no literal within 500 ms (got 4 of 1000 bytes)");
     EXPECT_LT(std::chrono::steady_clock::now() - started, 800ms);
+}
+
+TEST(LineChannel, ReleasedDescriptorIsBlockingAndConnected)
+{
+    fake_server server(server_script().expect("PING").send("PONG\r\n").stall());
+    msg::line_channel channel(msg::deadline::after(1s));
+    EXPECT_EQ(failure_of([&] { channel.release_descriptor(); }).code(), ocf_code::err_generic);
+    channel.connect_tcp("127.0.0.1", server.port());
+    const int fd = channel.release_descriptor();
+    ASSERT_GE(fd, 0);
+    EXPECT_EQ(::fcntl(fd, F_GETFL) & O_NONBLOCK, 0);
+    ASSERT_EQ(::write(fd, "PING\r\n", 6), 6);
+    char reply[6] = {};
+    ASSERT_EQ(::recv(fd, reply, sizeof reply, MSG_WAITALL), 6);
+    EXPECT_EQ(std::string(reply, 6), "PONG\r\n");
+    ::close(fd);
+    EXPECT_EQ(failure_of([&] { channel.read_line(64, "reply"); }).reason(),
+              "connection already closed before reply");
 }
 
 TEST(LineChannel, OverlongSocketPathIsUsageError)

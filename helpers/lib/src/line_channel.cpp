@@ -13,9 +13,12 @@
 #include <boost/asio/ssl.hpp>
 #include <boost/asio/write.hpp>
 
+#include <fcntl.h>
 #include <netdb.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
+#include <cerrno>
 #include <condition_variable>
 #include <cstring>
 #include <mutex>
@@ -417,6 +420,29 @@ void line_channel::close()
 {
     error_code ignored;
     impl_->raw().close(ignored);
+}
+
+int line_channel::release_descriptor()
+{
+    impl& self = *impl_;
+    self.require_open("handing the connection over");
+    if (self.tls)
+        throw check_failure(outcome(ocf_code::err_args, "a TLS connection cannot be handed over"));
+    if (!self.input.empty())
+        self.fail(outcome::failed("server " + self.peer + " sent data before the client spoke"));
+    error_code ec;
+    const int fd = self.socket.release(ec);
+    if (ec)
+        self.fail(outcome::failed("cannot hand over the connection to " + self.peer + ": " + ec.message()));
+    // Asio leaves its descriptors non-blocking; the new owner expects the
+    // default, as if it had connected the socket itself.
+    const int flags = ::fcntl(fd, F_GETFL);
+    if (flags < 0 || ::fcntl(fd, F_SETFL, flags & ~O_NONBLOCK) < 0) {
+        const std::string error = std::strerror(errno);
+        ::close(fd);
+        throw check_failure(outcome::failed("cannot hand over the connection to " + self.peer + ": " + error));
+    }
+    return fd;
 }
 
 const std::optional<certificate_info>& line_channel::peer_certificate() const

@@ -61,6 +61,12 @@ public:
     // Closes the connection; safe to call repeatedly.
     void close();
 
+    // Hands the connected socket over to a library that does its own I/O
+    // (libldap): returns its descriptor, in blocking mode, which the caller
+    // now owns; the channel is closed. Throws 1 when not connected or when
+    // bytes are buffered, 2 after start_tls (the TLS state cannot move).
+    int release_descriptor();
+
     // The verified server certificate once start_tls succeeded; nullopt before.
     const std::optional<certificate_info>& peer_certificate() const;
 
