@@ -217,7 +217,8 @@ command ldap_command(CLI::App& root)
             "exit 190 when this server lags the provider by more seconds")
         ->check(CLI::NonNegativeNumber)
         ->needs(provider);
-    auto* db_dir = parser->add_option("--db-dir", options->db_dir, "the suffix's MDB directory (data.mdb)");
+    auto* db_dir = parser->add_option("--db-dir", options->db_dir,
+                                      "the suffix's MDB directory (data.mdb): exit 1 when its map is full");
     parser
         ->add_option("--maxsize-warn-percent", options->maxsize_warn_percent,
                      "exit 190 when the database's used pages exceed this share of its maxsize")
@@ -225,7 +226,8 @@ command ldap_command(CLI::App& root)
         ->needs(db_dir);
     parser
         ->add_option("--maxsize-bytes", options->maxsize_bytes,
-                     "the maxsize to measure against (default: the one the database records, olcDbMaxSize)")
+                     "olcDbMaxSize, the map size to measure against (default: the one data.mdb records, which "
+                     "LMDB never lowers: pass the configured one)")
         ->needs(db_dir);
     parser->footer(R"(Exit codes (OCF):
   0    healthy
@@ -233,7 +235,8 @@ command ldap_command(CLI::App& root)
        invalid credentials: the service refuses its configured identity),
        suffix or probe entry missing, write probe failed (e.g. LDAP error 80
        from a full MDB map), bad certificate, replication lag over
-       --max-replication-lag-s, MDB files missing under --db-dir
+       --max-replication-lag-s, MDB files missing under --db-dir or its
+       map full (fewer than 32 pages left to grow into or reuse)
   2    bad usage of msg-probe
   6    misconfigured: unsafe or unreadable --bind-password-file or --ca-file
   7    nothing listening: connection refused, ldapi socket absent

@@ -522,7 +522,7 @@ public:
             check_probe_entry(local);
         if (!options_.write_probe_attribute.empty())
             write_probe(local);
-        if (options_.maxsize_warn_percent > 0) {
+        if (!options_.db_dir.empty()) {
             progress_.enter("MDB usage of " + options_.db_dir.string());
             verdict = outcome::worse(
                 verdict, check_mdb_usage(options_.db_dir, options_.maxsize_warn_percent, options_.maxsize_bytes));

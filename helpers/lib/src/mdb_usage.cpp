@@ -2,6 +2,7 @@
 
 #include <lmdb.h>
 
+#include <algorithm>
 #include <cstddef>
 #include <cstring>
 #include <memory>
@@ -35,6 +36,35 @@ struct txn_aborter {
 struct cursor_closer {
     void operator()(MDB_cursor* cursor) const { mdb_cursor_close(cursor); }
 };
+
+// The oldest snapshot a reader still uses: the lowest transaction id in the
+// reader table (ours reads the newest, `newest`, so it changes nothing).
+std::uint64_t oldest_reader(MDB_env* env, std::uint64_t newest)
+{
+    std::string table;
+    mdb_reader_list(
+        env,
+        [](const char* text, void* context) {
+            *static_cast<std::string*>(context) += text;
+            return 0;
+        },
+        &table);
+    std::uint64_t oldest = newest;
+    std::istringstream lines(table);
+    std::string line;
+    while (std::getline(lines, line)) {
+        // "    pid     thread     txnid": "-" for a reader between transactions.
+        std::istringstream words(line);
+        long pid = 0;
+        std::string thread;
+        std::string txnid;
+        if (!(words >> pid >> thread >> txnid) || txnid.empty()
+            || txnid.find_first_not_of("0123456789") != std::string::npos)
+            continue;
+        oldest = std::min<std::uint64_t>(oldest, std::stoull(txnid));
+    }
+    return oldest;
+}
 
 // "1.5 MiB (1572864 bytes)", "32.0 KiB (32768 bytes)"
 std::string describe_bytes(std::uint64_t bytes)
@@ -77,8 +107,12 @@ mdb_usage read_mdb_usage(const fs::path& dir)
     MDB_stat stat{};
     require(mdb_env_stat(env.get(), &stat), "mdb_env_stat", dir);
 
-    // Database 0 is LMDB's free list: each record holds a count of page
-    // numbers followed by the numbers (what mdb_stat -f adds up).
+    // Database 0 is LMDB's free list: one record per transaction that freed
+    // pages, keyed by its id, holding a count of page numbers followed by
+    // the numbers (what mdb_stat -f adds up). A writer reuses a record only
+    // once no reader still sees the snapshot before it: pages pinned by an
+    // old reader (a long search, a backup) are not free for the next write.
+    const std::uint64_t oldest = oldest_reader(env.get(), info.me_last_txnid);
     MDB_cursor* raw_cursor = nullptr;
     require(mdb_cursor_open(txn.get(), 0, &raw_cursor), "opening the free list", dir);
     const std::unique_ptr<MDB_cursor, cursor_closer> cursor(raw_cursor);
@@ -87,11 +121,14 @@ mdb_usage read_mdb_usage(const fs::path& dir)
     MDB_val data{};
     int rc = MDB_SUCCESS;
     while ((rc = mdb_cursor_get(cursor.get(), &key, &data, MDB_NEXT)) == MDB_SUCCESS) {
-        if (data.mv_size < sizeof(std::size_t))
+        if (data.mv_size < sizeof(std::size_t) || key.mv_size != sizeof(std::size_t))
             fail("MDB database " + dir.string() + ": malformed free list record");
+        std::size_t freed_by = 0;
+        std::memcpy(&freed_by, key.mv_data, sizeof freed_by);
         std::size_t count = 0;
         std::memcpy(&count, data.mv_data, sizeof count);
-        free_pages += count;
+        if (freed_by < oldest)
+            free_pages += count;
     }
     if (rc != MDB_NOTFOUND)
         require(rc, "reading the free list", dir);
@@ -108,11 +145,16 @@ outcome check_mdb_usage(const fs::path& dir, int warn_percent, std::uint64_t max
 {
     const mdb_usage usage = read_mdb_usage(dir);
     const std::uint64_t map = maxsize_bytes != 0 ? maxsize_bytes : usage.map_bytes;
-    if (warn_percent <= 0 || map == 0)
+    if (map == 0)
         return outcome::ok();
     const std::uint64_t used = usage.used_bytes();
+    const std::uint64_t left = (map > usage.high_water_bytes ? map - usage.high_water_bytes : 0) + usage.free_bytes;
+    if (left < mdb_full_below_pages * usage.page_size)
+        return outcome::failed("MDB database " + dir.string() + " is full: " + describe_bytes(left)
+                               + " left of its maxsize " + describe_bytes(map)
+                               + "; writes fail with LDAP error 80 (raise olcDbMaxSize)");
     const double percent = 100.0 * static_cast<double>(used) / static_cast<double>(map);
-    if (percent <= warn_percent)
+    if (warn_percent <= 0 || percent <= warn_percent)
         return outcome::ok();
     std::ostringstream reason;
     reason.setf(std::ios::fixed);

@@ -36,9 +36,9 @@ struct ldap_options {
     std::chrono::seconds max_replication_lag{0};   // lag above this fails (1); 0: never
     std::chrono::seconds warn_replication_lag{0};  // lag above this is degraded (190); 0: never
 
-    std::filesystem::path db_dir;       // the suffix's MDB environment (data.mdb, lock.mdb)
-    int maxsize_warn_percent = 0;       // used pages above this share of the map: degraded (190); 0: no check
-    std::uint64_t maxsize_bytes = 0;    // the map size to measure against; 0: the one the environment records
+    std::filesystem::path db_dir;       // the suffix's MDB environment: check_mdb_usage; empty: no check
+    int maxsize_warn_percent = 0;       // used pages above this share of the map: degraded (190); 0: no warning
+    std::uint64_t maxsize_bytes = 0;    // olcDbMaxSize; 0: the map size the environment records (see mdb_usage.hpp)
 };
 
 // Runs the LDAP check, ending by `until` whatever libldap does: connect
@@ -51,7 +51,8 @@ struct ldap_options {
 // 0 healthy; 1 unhealthy: no or bad reply, stall, rejected bind (49 too:
 // the service refuses its configured identity), missing suffix or probe
 // entry (noSuchObject), failed write probe (a full MDB map: error 80),
-// bad certificate, replication lag over the limit, missing database files;
+// bad certificate, replication lag over the limit, missing database files,
+// a full MDB map;
 // 7 nothing listening (refused, ldapi socket absent); 190 degraded:
 // certificate expiring within cert_warn_days, lag over the warning level,
 // provider unreachable (lag unknown), MDB usage over maxsize_warn_percent;
