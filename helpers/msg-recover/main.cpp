@@ -4,6 +4,7 @@
 
 #include "msg/deadline.hpp"
 #include "msg/dovecot_recovery.hpp"
+#include "msg/innd_recovery.hpp"
 #include "msg/log.hpp"
 #include "msg/outcome.hpp"
 #include "msg/postfix_recovery.hpp"
@@ -42,6 +43,19 @@ constexpr const char* dovecot_exit_codes_help = R"(Exit codes (OCF):
   2  bad usage of msg-recover
   5  config file, --mail-root (store not mounted) or a Dovecot tool missing
   6  Dovecot rejects its configuration (doveconf), with Dovecot's own message
+Every exit other than 0 prints exactly one reason line on stderr.
+Logging goes to syslog through libqb (and to stderr on a terminal).)";
+
+constexpr const char* innd_exit_codes_help = R"(Exit codes (OCF):
+  0  recovered, or innd is running and nothing was touched (its ctlinnd mode
+     is part of the summary: throttled or paused is logged as a warning);
+     one summary line on stdout
+  1  refused or failed: node not quorate, corosync unreachable, a live
+     process serving innd's control socket without innd.pid naming it, no
+     active file, a history rebuild that failed or outran the deadline
+  2  bad usage of msg-recover
+  5  inn.conf, pathdb or patharticles (store not mounted) or an INN tool missing
+  6  INN rejects inn.conf (innconfval), with INN's own message; runasuser missing
 Every exit other than 0 prints exactly one reason line on stderr.
 Logging goes to syslog through libqb (and to stderr on a terminal).)";
 
@@ -135,6 +149,29 @@ int main(int argc, char** argv)
     dovecot->add_option("--doveadm", dovecot_options.doveadm, "doveadm")->capture_default_str();
     dovecot->footer(dovecot_exit_codes_help);
 
+    msg::innd_recovery_options innd_options;
+    auto* innd = app.add_subcommand(
+        "innd",
+        "INN: with innd not running, remove pathrun/innd.pid and the control, nntpin and\n"
+        "ctlinndXXXXXX sockets no live process serves (create pathrun when this node lacks it),\n"
+        "then check the history database (text tail, dbz .dir/.index/.hash against the text)\n"
+        "and rebuild what is damaged as runasuser: the index with `makedbz`, the text with\n"
+        "`makehistory` plus the old remembered entries (the damaged text is kept as\n"
+        "history.damaged-<UTC time>). Every INN tool runs with INNCONF=--inn-conf.\n"
+        "A running innd is left alone; its `ctlinnd mode` (throttled, paused) is reported.\n"
+        "Summary on stdout, e.g. \"recovered innd: unclean shutdown (innd.pid left behind);\n"
+        "removed 3 stale files; history intact (120 entries); node quorate\".");
+    innd->add_option("--inn-conf", innd_options.inn_conf, "the instance's inn.conf (INNCONF of every INN tool)")
+        ->required();
+    innd->add_option("--deadline-ms", deadline_ms,
+                     "Overall time budget in milliseconds, covering quorum, the history check and any rebuild")
+        ->capture_default_str()
+        ->check(CLI::Range(std::int64_t{1}, std::int64_t{24} * 3600 * 1000));
+    innd->add_option("--inn-bin-dir", innd_options.inn_bin_dir,
+                     "where innconfval is (the other tools come from inn.conf's pathbin)")
+        ->capture_default_str();
+    innd->footer(innd_exit_codes_help);
+
     try {
         app.parse(argc, argv);
     } catch (const CLI::CallForHelp& e) {
@@ -161,6 +198,10 @@ int main(int argc, char** argv)
             dovecot_options.tmp_min_age = std::chrono::seconds(tmp_min_age_s);
             dovecot_options.check_indexes = !skip_index_check;
             const auto report = msg::recover_dovecot(dovecot_options, quorum, limit);
+            return to_ocf_exit(report.result, report.summary);
+        }
+        if (innd->parsed()) {
+            const auto report = msg::recover_innd(innd_options, quorum, limit);
             return to_ocf_exit(report.result, report.summary);
         }
         return to_ocf_exit(msg::outcome(msg::ocf_code::err_args, "no service given"), {});

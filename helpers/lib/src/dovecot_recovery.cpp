@@ -13,7 +13,6 @@
 #include <cerrno>
 #include <charconv>
 #include <cstring>
-#include <ctime>
 #include <fstream>
 #include <sstream>
 #include <thread>
@@ -239,7 +238,7 @@ private:
     outcome quarantine(const fs::path& file)
     {
         if (report_.quarantine_dir.empty()) {
-            report_.quarantine_dir = options_.mail_root / quarantine_name / utc_stamp();
+            report_.quarantine_dir = options_.mail_root / quarantine_name / utc_time_stamp();
         }
         const fs::path target = report_.quarantine_dir / file.lexically_relative(options_.mail_root);
         std::error_code ec;
@@ -264,16 +263,6 @@ private:
         log_info("quarantined " + file.string() + " as " + target.string());
         report_.quarantined.push_back(target);
         return outcome::ok();
-    }
-
-    static std::string utc_stamp()
-    {
-        const std::time_t now = std::time(nullptr);
-        std::tm utc{};
-        ::gmtime_r(&now, &utc);
-        std::array<char, 32> text{};
-        std::strftime(text.data(), text.size(), "%Y%m%dT%H%M%SZ", &utc);
-        return text.data();
     }
 
     const dovecot_recovery_options& options_;

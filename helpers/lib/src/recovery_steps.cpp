@@ -6,6 +6,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <ctime>
 #include <sstream>
 
 namespace msg {
@@ -84,6 +85,16 @@ std::string tool_error_line(const std::string& text, std::initializer_list<std::
 std::string count_of(std::size_t count, std::string_view singular, std::string_view plural)
 {
     return std::to_string(count) + " " + std::string(count == 1 ? singular : plural);
+}
+
+std::string utc_time_stamp()
+{
+    const std::time_t now = std::time(nullptr);
+    std::tm utc{};
+    ::gmtime_r(&now, &utc);
+    char text[32];
+    std::strftime(text, sizeof text, "%Y%m%dT%H%M%SZ", &utc);
+    return text;
 }
 
 std::vector<std::string> split_lines(const std::string& text)

@@ -53,6 +53,10 @@ std::string tool_error_line(const std::string& text, std::initializer_list<std::
 // "1 stale file", "2 stale files", "0 stale files".
 std::string count_of(std::size_t count, std::string_view singular, std::string_view plural);
 
+// The current UTC time as "20261126T122008Z": for the names of what a
+// recovery keeps aside (quarantined mail, a damaged database).
+std::string utc_time_stamp();
+
 // `text` split at newlines (no trailing empty line for a final newline).
 std::vector<std::string> split_lines(const std::string& text);
 
