@@ -194,7 +194,8 @@ TEST(LdapProbe, CommandLineGivesOcfCodesAndOneReasonLine)
     EXPECT_EQ(msg_test::lines_of(usage.err).size(), 1u) << usage.err;
 
     fake_server server(server_script().stall());
-    const auto stalled = msg_test::run_helper(MSG_PROBE_PATH, {"ldap", "--uri", uri_of(server), "--deadline-ms", "700"});
+    const auto stalled
+        = msg_test::run_helper(MSG_PROBE_PATH, {"ldap", "--uri", uri_of(server), "--deadline-ms", "700"});
     EXPECT_EQ(stalled.exit_code, 1);
     EXPECT_LT(stalled.elapsed, 700ms + slack);
     EXPECT_TRUE(contains(stalled.err, "no reply to base search of the rootDSE within 700 ms"));
@@ -403,8 +404,9 @@ TEST(RealSlapdMapFull, FullMapFailsTheWriteProbeWithSlapdsError)
     options.probe_entry = test_slapd::probe_entry;
     options.write_probe_attribute = "description";
     const auto probe = run(options);
-    expect_unhealthy(probe, "write probe on " + slapd.ldap_uri() + ": modify of description of '"
-                                + test_slapd::probe_entry + "' failed: Other (e.g., implementation specific) error (80)",
+    expect_unhealthy(probe,
+                     "write probe on " + slapd.ldap_uri() + ": modify of description of '" + test_slapd::probe_entry
+                         + "' failed: Other (e.g., implementation specific) error (80)",
                      5s);
     EXPECT_TRUE(contains(probe.result.reason(), "maxsize"));
 }

@@ -72,7 +72,8 @@ struct ldap_target {
 ldap_target parse_uri(const std::string& uri, std::string_view option)
 {
     const auto bad = [&](const std::string& why) {
-        return check_failure(outcome(ocf_code::err_args, std::string(option) + " '" + printable_excerpt(uri) + "' " + why));
+        return check_failure(
+            outcome(ocf_code::err_args, std::string(option) + " '" + printable_excerpt(uri) + "' " + why));
     };
     if (uri.find_first_of(" \t,") != std::string::npos)
         throw bad("must be a single URI");
@@ -296,10 +297,14 @@ private:
             && ldap_set_option(ld_, LDAP_OPT_X_TLS_CACERTFILE, options_.ca_file.c_str()) != LDAP_OPT_SUCCESS)
             throw check_failure(outcome::misconfigured("libldap cannot use CA file '" + options_.ca_file + "'"));
         const int client = 0;
-        if (ldap_set_option(ld_, LDAP_OPT_X_TLS_NEWCTX, &client) != LDAP_OPT_SUCCESS)
-            throw check_failure(outcome::misconfigured(
-                "libldap cannot set up TLS" + (options_.ca_file.empty() ? std::string() : " with CA file '" + options_.ca_file + "'")
-                + (diagnostic_message().empty() ? "" : ": " + diagnostic_message())));
+        if (ldap_set_option(ld_, LDAP_OPT_X_TLS_NEWCTX, &client) != LDAP_OPT_SUCCESS) {
+            std::string reason = "libldap cannot set up TLS";
+            if (!options_.ca_file.empty())
+                reason += " with CA file '" + options_.ca_file + "'";
+            if (const std::string detail = diagnostic_message(); !detail.empty())
+                reason += ": " + detail;
+            throw check_failure(outcome::misconfigured(reason));
+        }
     }
 
     // libldap's own timeouts, from what is left: the network timeout bounds
@@ -546,7 +551,8 @@ private:
     void check_probe_entry(ldap_session& local)
     {
         const ldap_reply entry
-            = local.search_base(options_.probe_entry, nullptr, "base search of probe entry " + quote_dn(options_.probe_entry));
+            = local.search_base(options_.probe_entry, nullptr,
+                                "base search of probe entry " + quote_dn(options_.probe_entry));
         if (entry.code == LDAP_NO_SUCH_OBJECT)
             fail("probe entry " + quote_dn(options_.probe_entry) + " does not exist on " + options_.uri
                  + " (noSuchObject)");

@@ -300,7 +300,8 @@ outcome check_database(const slapd_recovery_options& options, const fs::path& di
                                + "): refusing to start slapd on it");
     }
     if (const auto cleared = cleared_reader_count(run.out); cleared && *cleared > 0) {
-        log_info("MDB database " + dir.string() + ": cleared " + count_of(*cleared, "stale reader slot", "stale reader slots"));
+        log_info("MDB database " + dir.string() + ": cleared "
+                 + count_of(*cleared, "stale reader slot", "stale reader slots"));
         report.stale_readers += *cleared;
     }
     report.databases_checked.push_back(dir);
@@ -360,7 +361,7 @@ std::optional<std::size_t> cleared_reader_count(const std::string& mdb_stat_outp
         if (at == std::string::npos)
             continue;
         const std::string number = trim(std::string_view(line).substr(0, at));
-        if (number.empty() || !std::all_of(number.begin(), number.end(), [](unsigned char c) { return std::isdigit(c); }))
+        if (number.empty() || number.find_first_not_of("0123456789") != std::string::npos)
             return std::nullopt;
         return static_cast<std::size_t>(std::stoul(number));
     }
