@@ -113,4 +113,68 @@ def run_agent(agent: str | os.PathLike, action: str, params: dict[str, object], 
     return Result(r.returncode, r.stdout, r.stderr, reasons[-1] if reasons else None, elapsed, action)
 
 
-__all__ = ["OCF", "Result", "run_agent", "agent_path", "helper_dir", "build_dir", "OCF_ROOT", "REPO_ROOT"]
+class AgentResource:
+    """One agent bound to fixed parameters, called the way Pacemaker calls it:
+    r.start(), r.monitor(10), r.probe(), r("validate-all"), each with per-call
+    parameter overrides (a value of None removes a parameter)."""
+
+    def __init__(self, agent: str | os.PathLike, params: dict[str, object], *, instance: str = "itest",
+                 start_ms: int = 20000, stop_ms: int = 30000, monitor_ms: int = 10000):
+        self.agent = agent
+        self.params = dict(params)
+        self.instance = instance
+        self.start_ms, self.stop_ms, self.monitor_ms = start_ms, stop_ms, monitor_ms
+
+    def __call__(self, action: str, *, check_level: int | None = None, interval_ms: int = 0,
+                 timeout_ms: int | None = None, **override: object) -> Result:
+        params = {k: v for k, v in {**self.params, **override}.items() if v is not None}
+        return run_agent(self.agent, action, params, check_level=check_level, interval_ms=interval_ms,
+                         timeout_ms=timeout_ms or self.monitor_ms, instance=self.instance)
+
+    def start(self, **kw) -> Result:
+        return self("start", timeout_ms=kw.pop("timeout_ms", self.start_ms), **kw)
+
+    def stop(self, **kw) -> Result:
+        return self("stop", timeout_ms=kw.pop("timeout_ms", self.stop_ms), **kw)
+
+    def monitor(self, level: int, **kw) -> Result:
+        """A recurring monitor (interval 10 s) at OCF_CHECK_LEVEL level."""
+        return self("monitor", check_level=level, interval_ms=10000, **kw)
+
+    def probe(self, **kw) -> Result:
+        """A probe: monitor with interval 0, as Pacemaker runs it (depth 0)."""
+        return self("monitor", interval_ms=0, **kw)
+
+    def validate(self, **kw) -> Result:
+        return self("validate-all", **kw)
+
+
+def expect(r: Result, *codes: int) -> None:
+    """Fail (at the caller's line) unless the agent exited with one of codes."""
+    __tracebackhide__ = True
+    if r.rc not in codes:
+        raise AssertionError(f"expected {' or '.join(OCF(c).name for c in codes)}, got:\n{r.describe()}")
+
+
+def expect_reason(r: Result, pattern: str = r"\S") -> None:
+    """Fail unless the agent gave an ocf-exit-reason matching pattern (case-insensitive)."""
+    __tracebackhide__ = True
+    if not (r.exit_reason and re.search(pattern, r.exit_reason, re.IGNORECASE)):
+        raise AssertionError(f"expected an ocf-exit-reason matching /{pattern}/, got:\n{r.describe()}")
+
+
+def wait_for(pred, timeout_s: float, what: str, period_s: float = 0.1):
+    """Poll pred() until it returns something true, and return that; raise
+    AssertionError naming `what` after timeout_s."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        v = pred()
+        if v:
+            return v
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
+        time.sleep(period_s)
+
+
+__all__ = ["OCF", "Result", "run_agent", "agent_path", "helper_dir", "build_dir", "OCF_ROOT", "REPO_ROOT",
+           "AgentResource", "expect", "expect_reason", "wait_for"]
