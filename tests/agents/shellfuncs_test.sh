@@ -203,6 +203,24 @@ for value in "" maybe tru 2 Yes; do
 	expect "msg_is_bool refuses '$value'" 1 $?
 done
 
+printf 'probe\npw\n' >"$work/secret"
+chmod 600 "$work/secret"
+msg_secret_file_ok "$work/secret"
+expect "msg_secret_file_ok accepts root's 0600 file" "0:" "$?:$MSG_SECRET_REASON"
+chmod 640 "$work/secret"
+msg_secret_file_ok "$work/secret"
+expect "msg_secret_file_ok refuses a group-readable file" \
+	"1:$work/secret has mode 640: it holds a password and must not be readable by group or others (chmod 600)" \
+	"$?:$MSG_SECRET_REASON"
+chmod 600 "$work/secret"
+chown nobody "$work/secret"
+msg_secret_file_ok "$work/secret"
+expect "msg_secret_file_ok refuses a file root does not own" \
+	"1:$work/secret must be owned by root (it holds a password)" "$?:$MSG_SECRET_REASON"
+msg_secret_file_ok "$work/absent"
+expect "msg_secret_file_ok refuses a missing file" "1:$work/absent does not exist or is not a regular file" \
+	"$?:$MSG_SECRET_REASON"
+
 ###########################################################################
 # /proc reading
 
