@@ -592,10 +592,12 @@ void check_index_files(const fs::path& history, const read_only_file& text, cons
         // Short files end in empty slots (dbz writes them sparsely).
         const std::uint64_t present = hash_chunk.size() / hash_bytes;
         for (std::uint64_t slot = 0; slot < present; ++slot) {
-            const std::string hash = hash_chunk.substr(static_cast<std::size_t>(slot * hash_bytes), hash_bytes);
-            if (hash == empty) {
+            // Most slots are empty: compared in place, copied only when used.
+            const char* record = hash_chunk.data() + slot * hash_bytes;
+            if (std::memcmp(record, empty.data(), hash_bytes) == 0) {
                 continue;
             }
+            const std::string hash(record, hash_bytes);
             off_t value = 0;
             const auto at = static_cast<std::size_t>(slot * index_value_bytes);
             if (at + index_value_bytes <= index_chunk.size()) {
