@@ -176,5 +176,17 @@ def wait_for(pred, timeout_s: float, what: str, period_s: float = 0.1):
         time.sleep(period_s)
 
 
+def snapshot(root: Path) -> dict[str, tuple]:
+    """Everything below root (mode, owner, size, mtime; not access times), to prove
+    that an action such as validate-all created or changed nothing."""
+    snap = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in dirnames + filenames:
+            p = Path(dirpath) / name
+            st = p.lstat()
+            snap[str(p.relative_to(root))] = (st.st_mode, st.st_uid, st.st_gid, st.st_size, st.st_mtime_ns)
+    return snap
+
+
 __all__ = ["OCF", "Result", "run_agent", "agent_path", "helper_dir", "build_dir", "OCF_ROOT", "REPO_ROOT",
-           "AgentResource", "expect", "expect_reason", "wait_for"]
+           "AgentResource", "expect", "expect_reason", "wait_for", "snapshot"]

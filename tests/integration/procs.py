@@ -26,7 +26,7 @@ import subprocess
 import threading
 import time
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Callable, Iterable, Sequence
 
 _PR_SET_CHILD_SUBREAPER = 36
 
@@ -194,3 +194,27 @@ class Wedge:
 
     def __exit__(self, *exc) -> None:
         self.release()
+
+
+def comm(pid: int) -> str | None:
+    """The command name from /proc/PID/comm, None if gone."""
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return None
+
+
+def describe(pids: Iterable[int]) -> str:
+    """'pid(comm,state) ...' for assertion messages."""
+    return " ".join(f"{p}({comm(p) or '?'},{state(p)})" for p in pids)
+
+
+def kill_all(find: Callable[[], list[int]], timeout_s: float = 5.0, rounds: int = 3) -> list[int]:
+    """SIGKILL every pid find() returns until it returns none (a dying daemon
+    may still fork); return the survivors of the last round."""
+    survivors: list[int] = []
+    for _ in range(rounds):
+        survivors = kill_and_wait(find(), timeout_s)
+        if not find():
+            break
+    return survivors
