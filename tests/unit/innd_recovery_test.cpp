@@ -58,7 +58,7 @@ std::string history_line(int n, bool remembered = false)
     std::ostringstream line;
     line << '[' << hash << "]\t" << 1795695600 + n << "~-~" << 1795695600 + n;
     if (!remembered) {
-        char token[40];
+        char token[48];
         std::snprintf(token, sizeof token, "@0500000000%08X000000000001%06X@", n, n);
         line << '\t' << token;
     }
