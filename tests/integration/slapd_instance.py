@@ -108,8 +108,11 @@ class SlapdInstance:
 
     # ---- creation -----------------------------------------------------------
 
-    def create(self, max_size: int = 64 << 20, syncprov: bool = False, consumer_of: str | None = None) -> None:
-        """Write the configuration and load the data (a consumer loads none: it replicates)."""
+    def create(self, max_size: int = 64 << 20, syncprov: bool = False, consumer_of: str | None = None,
+               pid_file: bool = True) -> None:
+        """Write the configuration and load the data (a consumer loads none: it replicates).
+        pid_file=False leaves olcPidFile/pidfile out: slapd then writes no pid file."""
+        self.with_pid_file = pid_file
         for d in (self.db_dir, self.run_dir, self.secrets):
             d.mkdir(parents=True, exist_ok=True)
         self.secrets.chmod(0o700)
@@ -157,11 +160,11 @@ class SlapdInstance:
         modules = "olcModuleLoad: back_mdb\n" + ("olcModuleLoad: syncprov\n" if syncprov else "")
         schemas = "".join(f"include: file:///etc/ldap/schema/{s}.ldif\n" for s in SCHEMAS)
         acl = "".join(f"olcAccess: {{{i}}}{a}\n" for i, a in enumerate(self._acl()))
+        pid_line = f"olcPidFile: {self.pid_file}\n" if self.with_pid_file else ""
         text = f"""dn: cn=config
 objectClass: olcGlobal
 cn: config
-olcPidFile: {self.pid_file}
-olcArgsFile: {self.args_file}
+{pid_line}olcArgsFile: {self.args_file}
 olcLogLevel: none
 
 dn: cn=module{{0}},cn=config
@@ -212,9 +215,9 @@ olcSpCheckpoint: 1 1
     def _config_conf(self, root_hash: str, max_size: int, syncprov: bool, consumer_of: str | None) -> str:
         schemas = "".join(f"include /etc/ldap/schema/{s}.schema\n" for s in SCHEMAS)
         acl = "".join(f"access {a}\n" for a in self._acl())
+        pid_line = f"pidfile {self.pid_file}\n" if self.with_pid_file else ""
         text = f"""# written by tests/integration/slapd_instance.py
-{schemas}pidfile {self.pid_file}
-argsfile "{self.args_file}"
+{schemas}{pid_line}argsfile "{self.args_file}"
 loglevel none
 modulepath /usr/lib/ldap
 moduleload back_mdb

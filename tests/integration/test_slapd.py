@@ -387,8 +387,34 @@ def test_database_moved_away_under_running_slapd_fails_level_20(rsc: Slapd) -> N
     stopped_cleanly(rsc)
 
 
+def test_database_that_fails_to_open_is_refused_at_start(rsc: Slapd) -> None:
+    """msg-recover opens every MDB database before slapd does: a damaged one
+    is a refusal with the reason, not a slapd that dies or serves garbage."""
+    (rsc.inst.db_dir / "data.mdb").write_bytes(os.urandom(64 << 10))
+    r = rsc.start()
+    expect(r, OCF.ERR_GENERIC)
+    expect_reason(r, r"fails to open.*data\.mdb|MDB_INVALID|not an LMDB")
+    assert not rsc.inst.processes(), "slapd was started on a database that fails to open"
+
+
 # ---------------------------------------------------------------------------
 # process identity
+
+
+@pytest.mark.parametrize("config_format", ["ldif", "conf"])
+def test_configuration_without_pid_file_is_found_by_its_command_line(slapd_agent: Path, make_slapd: MakeSlapd,
+                                                                      config_format: str) -> None:
+    inst = make_slapd(config_format, pid_file=False)
+    rsc = Slapd(slapd_agent, inst)
+    expect(rsc.validate(), OCF.SUCCESS)
+    expect(rsc.probe(), OCF.NOT_RUNNING)
+    expect(rsc.start(), OCF.SUCCESS)
+    pids = inst.processes()
+    assert len(pids) == 1 and not inst.pid_file.exists(), pids
+    expect(rsc.monitor(20), OCF.SUCCESS)
+    expect(rsc.probe(), OCF.SUCCESS)
+    stopped_cleanly(rsc)
+    assert not procs.alive(pids[0])
 
 
 @pytest.fixture(params=["sleep", "other-slapd"])
