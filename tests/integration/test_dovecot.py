@@ -518,6 +518,21 @@ def test_credentials_file_readable_by_others_is_configured(rsc: Dovecot, mode: i
     assert not inst.processes(), procs.describe(inst.processes())
 
 
+def test_credentials_file_leaking_under_a_running_store_degrades_the_monitor(rsc: Dovecot) -> None:
+    """Monitor 6 would make Pacemaker stop a healthy store everywhere over a chmod."""
+    inst = rsc.inst
+    started(rsc)
+    os.chmod(inst.credentials_file, 0o644)
+    for level in (10, 20):
+        r = rsc.monitor(level)
+        expect(r, OCF.DEGRADED)
+        expect_reason(r, r"credentials_file .*mode 644.*without a login")
+    expect(rsc.monitor(0), OCF.SUCCESS)
+    os.chmod(inst.credentials_file, 0o600)
+    expect(rsc.monitor(20), OCF.SUCCESS)
+    stopped_cleanly(rsc)
+
+
 def test_credentials_file_not_owned_by_root_is_configured(rsc: Dovecot) -> None:
     os.chown(rsc.inst.credentials_file, 65534, 65534)
     r = rsc.validate()
