@@ -32,4 +32,26 @@ std::string rfc5322_date_now()
     return text;
 }
 
+std::string probe_message_id(std::string_view token)
+{
+    return "<msg-probe." + std::string(token) + probe_id_suffix;
+}
+
+std::vector<std::string> probe_message(std::string_view token, const probe_message_text& text)
+{
+    std::vector<std::string> lines{
+        "From: msg-probe <msg-probe@msg-probe.invalid>",
+        "To: " + text.to,
+        "Date: " + rfc5322_date_now(),
+        "Subject: " + text.subject + " " + std::string(token),
+        "Message-ID: " + probe_message_id(token),
+        "MIME-Version: 1.0",
+        "Content-Type: text/plain; charset=us-ascii",
+        "",
+    };
+    lines.insert(lines.end(), text.body.begin(), text.body.end());
+    lines.push_back("Token: " + std::string(token));
+    return lines;
+}
+
 } // namespace msg
