@@ -278,6 +278,12 @@ server_script& server_script::echo_block(std::string prefix)
     return *this;
 }
 
+server_script& server_script::respond(responder handler)
+{
+    steps_.push_back({step::kind::respond, {}, 0, {}, {}, std::move(handler)});
+    return *this;
+}
+
 server_script& server_script::stall()
 {
     steps_.push_back({step::kind::stall, {}, 0, {}});
@@ -532,6 +538,22 @@ void fake_server::play(int fd)
             }
             break;
         }
+        case kind::respond:
+            for (;;) {
+                if (!peer.read_line(last_line))
+                    return;
+                {
+                    const std::lock_guard lock(mutex_);
+                    received_.push_back(last_line);
+                }
+                const reaction answer = step.handler(last_line);
+                if (!answer.reply.empty() && !peer.send_all(answer.reply))
+                    return;
+                if (answer.next == reaction::then::stall)
+                    peer.stall();
+                if (answer.next != reaction::then::go_on)
+                    return;
+            }
         case kind::stall:
             peer.stall();
             return;

@@ -6,12 +6,23 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
 
 namespace msg_test {
+
+// What a respond() step makes of one line the client sent.
+struct reaction {
+    enum class then { go_on, stall, close };
+    std::string reply;           // sent as is (include the CR LF); may be empty
+    then next = then::go_on;     // after the reply: read on, go silent, or hang up
+};
+
+// Turns each line a client sends (without its line ending) into a reaction.
+using responder = std::function<reaction(const std::string& line)>;
 
 // What a fake server does on each connection, step by step.
 class server_script {
@@ -30,12 +41,14 @@ public:
             echo_literal,
             receive_block,
             echo_block,
+            respond,
         };
         kind what;
         std::string text;          // send(_tagged): bytes; expect(_tagged): command prefix; echo_*: prefix
         std::size_t count = 0;     // send_filler: bytes without a newline
         pem_credentials credentials; // start_tls
         std::string suffix{};      // echo_literal: what follows the literal
+        responder handler{};       // respond
     };
 
     // Sends `text` as is (include the CR LF).
@@ -62,6 +75,10 @@ public:
     server_script& receive_block();
     // Sends `prefix`, the last block received and the line "." that ends it.
     server_script& echo_block(std::string prefix);
+    // Reads lines until the client leaves, answering each as `handler`
+    // says: for dialogues whose length no script can know in advance (a
+    // client polling until something happens). Lines go to received().
+    server_script& respond(responder handler);
     // Keeps the connection open and silent until the client leaves or the server stops.
     server_script& stall();
     // Closes the connection (also what happens after the last step).
