@@ -5,11 +5,13 @@
 #include "msg/imap.hpp"
 #include "msg/ldap.hpp"
 #include "msg/log.hpp"
+#include "msg/mailflow.hpp"
 #include "msg/nntp.hpp"
 #include "msg/outcome.hpp"
 #include "msg/pop3.hpp"
 #include "msg/probe_options.hpp"
 #include "msg/process_identity.hpp"
+#include "msg/reply_text.hpp"
 #include "msg/smtp.hpp"
 
 #include <CLI/CLI.hpp>
@@ -254,6 +256,103 @@ over ldapi://, else anonymous).)");
     return {parser, [options] { return msg::check_ldap(*options, msg::deadline::after(options->time_limit)); }};
 }
 
+// The endpoint options of one of mailflow's two servers: --smtp-host,
+// --imap-tls, ...: the shared vocabulary under the protocol's prefix.
+void add_endpoint_options(CLI::App& parser, msg::probe_options& where, const std::string& protocol,
+                          const std::string& default_ports)
+{
+    const std::string prefix = "--" + protocol + "-";
+    parser.add_option(prefix + "host", where.host, msg::upper_ascii(protocol) + " server address or name")->capture_default_str();
+    parser.add_option(prefix + "port", where.port, msg::upper_ascii(protocol) + " server port (default " + default_ports + ")")
+        ->check(CLI::Range(1, 65535));
+    auto* tls = parser.add_flag_callback(prefix + "tls", [&where] { where.tls = msg::tls_mode::implicit; },
+                                         "TLS from the first byte");
+    parser.add_flag_callback(prefix + "starttls", [&where] { where.tls = msg::tls_mode::starttls; },
+                             "upgrade to TLS with " + msg::upper_ascii(protocol) + " STARTTLS")
+        ->excludes(tls);
+    parser.add_option(prefix + "server-name", where.server_name,
+                      "name the " + msg::upper_ascii(protocol) + " server certificate must carry (default: " + prefix + "host)");
+}
+
+// A millisecond option that must be positive (or, with `zero_allowed`, 0).
+void add_ms_option(CLI::App& parser, const std::string& name, std::chrono::milliseconds& value,
+                   const std::string& description, bool zero_allowed = false)
+{
+    parser
+        .add_option_function<int>(
+            name, [&value](int ms) { value = std::chrono::milliseconds(ms); },
+            description + " (default " + std::to_string(value.count()) + ")")
+        ->check(CLI::Range(zero_allowed ? 0 : 1, 24 * 60 * 60 * 1000));
+}
+
+// `mailflow`: the end-to-end round trip, SMTP in and IMAP out. Prints the
+// measured round trip on stdout for the agent to publish.
+command mailflow_command(CLI::App& root)
+{
+    auto options = std::make_shared<msg::mailflow_options>();
+    CLI::App* parser = root.add_subcommand(
+        "mailflow", "Mail flow check: IMAP login, SMTP submission of a tagged probe message to --probe-address, "
+                    "IMAP polling until it arrives, round trip measured, message deleted");
+    add_endpoint_options(*parser, options->submission, "smtp", "25, 465 with --smtp-tls");
+    parser->add_option("--smtp-credentials-file", options->submission_credentials_file,
+                       "AUTH PLAIN (or LOGIN) with the username and password in this file (see below)");
+    parser->add_option("--ehlo", options->helo_name, "EHLO argument (default: this host's name)");
+    parser->add_option("--mail-from", options->mail_from, "envelope sender (default: the null sender <>)");
+    parser->add_option("--probe-address,--rcpt-to", options->probe_address, "recipient of the probe message")
+        ->required();
+    add_endpoint_options(*parser, options->mailbox_server, "imap", "143, 993 with --imap-tls");
+    parser
+        ->add_option("--imap-credentials-file,--credentials-file", options->mailbox_credentials_file,
+                     "LOGIN to the probe address's mailbox with the username and password in this file (see below)")
+        ->required();
+    parser->add_option("--mailbox", options->mailbox, "the folder the probe message is delivered to")
+        ->capture_default_str();
+    parser->add_option_function<std::string>(
+        "--ca-file",
+        [options](const std::string& file) { options->submission.ca_file = options->mailbox_server.ca_file = file; },
+        "PEM file of CAs to trust for both servers instead of the system store");
+    add_ms_option(*parser, "--max-delay-ms", options->max_delay,
+                  "exit 1 when the message is not in the mailbox this long after the submission began");
+    add_ms_option(*parser, "--warn-delay-ms", options->warn_delay, "exit 190 for a round trip longer than this (0: never)",
+                  true);
+    add_ms_option(*parser, "--poll-interval-ms", options->poll_interval, "pause between two looks into the mailbox");
+    add_ms_option(*parser, "--deadline-ms", options->time_limit, "the whole check ends within this many milliseconds");
+    parser->footer(std::string(R"help(Order: IMAP login and SELECT of --mailbox (a broken mailbox fails before any
+mail is sent; probe messages of earlier runs older than ten minutes are
+removed, where the server has WITHIN), then SMTP: EHLO, STARTTLS, AUTH,
+MAIL FROM, RCPT TO, DATA; then NOOP and UID SEARCH HEADER Message-ID every
+--poll-interval-ms in the same IMAP session until the message is there or
+--max-delay-ms has passed since the SMTP connection; then UID STORE \Deleted,
+UID EXPUNGE (EXPUNGE without UIDPLUS) and LOGOUT. The message carries a
+random token in its Message-ID (<msg-probe.TOKEN@msg-probe.invalid>) and
+Subject. Give the probe address a mailbox of its own.
+
+Output: when the message was found, one line on stdout, also when a later
+stage failed or the round trip was slow:
+  round_trip_ms=N     (from the SMTP connection to the message seen over IMAP)
+
+Exit codes (OCF):
+  0    mail flows
+  1    a stage broke; the reason names it: "mailbox login failed: ...",
+       "submission refused: 554 ... (at RCPT TO)", "submission login
+       failed: ...", "not delivered within N ms: ...", "deadline passed
+       while <stage>: ...", "removing the probe message failed: ..."
+  2    bad usage of msg-probe
+  6    misconfigured: unsafe or unreadable credentials file or --ca-file
+  7    nothing listening: "submission: nothing listening on ..." or
+       "mailbox: nothing listening on ..."
+  190  degraded: round trip over --warn-delay-ms
+On any exit status but 0, one reason line is written to stderr.
+)help") + credentials_help);
+    return {parser, [options] {
+                const msg::mailflow_result flow
+                    = msg::check_mailflow(*options, msg::deadline::after(options->time_limit));
+                if (flow.round_trip)
+                    std::cout << "round_trip_ms=" << flow.round_trip->count() << std::endl;
+                return flow.result;
+            }};
+}
+
 // `process`: is the pid file's process really the daemon? No network: this
 // is the agents' level-0 check and the source of pids for stop escalation.
 command process_command(CLI::App& root)
@@ -335,6 +434,7 @@ int main(int argc, char** argv)
             pop3_command(app),
             ldap_command(app),
             nntp_command(app),
+            mailflow_command(app),
             process_command(app),
         };
         try {
