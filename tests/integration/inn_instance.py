@@ -19,6 +19,8 @@ Typical use::
     inn = InnInstance(make_base_dir("msg-itest-inn-"), free_port())
     inn.create()
     inn.start()                       # rc.news as news; returns innd's pid
+    inn.enable_tls(cert, key)         # STARTTLS in nnrpd (inn.conf's tls*)
+    inn.add_reader_login(user, pw)    # AUTHINFO USER/PASS through ckpasswd
     msgid = inn.post("hello")         # POST over NNTP; its Message-ID
     assert inn.has_article(msgid)     # STAT by Message-ID
     inn.kill_all()                    # every process of the instance, by pid
@@ -132,6 +134,25 @@ class InnInstance:
             (self.db / name).touch()
         self.chown_all()
         self.as_news(str(INN_BIN / "makedbz"), "-i", "-o", "-s", "1000", check=True)
+
+    def enable_tls(self, cert_file: Path, key_file: Path) -> None:
+        """nnrpd offers STARTTLS with this certificate (it reads inn.conf's tls* at each connection)."""
+        for f in (cert_file, key_file):
+            os.chown(f, self.news_uid, self.news_gid)
+        with self.inn_conf.open("a") as f:
+            f.write(f"tlscertfile: {cert_file}\ntlskeyfile: {key_file}\ntlscafile: {cert_file}\n")
+
+    def add_reader_login(self, user: str, password: str) -> None:
+        """An AUTHINFO login for nnrpd: a ckpasswd file and its readers.conf blocks."""
+        hashed = procs.run(["openssl", "passwd", "-6", "-stdin"], input=password + "\n", check=True).stdout.strip()
+        passwd = self.etc / "readers.passwd"
+        passwd.write_text(f"{user}:{hashed}\n")
+        os.chown(passwd, self.news_uid, self.news_gid)
+        passwd.chmod(0o640)
+        with (self.etc / "readers.conf").open("a") as f:
+            f.write(f'\nauth "login" {{\n    hosts: "localhost, 127.0.0.1, ::1"\n'
+                    f'    auth: "ckpasswd -f {passwd}"\n}}\n'
+                    f'access "login" {{\n    users: "{user}"\n    newsgroups: "*"\n    access: RPA\n}}\n')
 
     def chown_all(self) -> None:
         os.chown(self.base_dir, self.news_uid, self.news_gid)

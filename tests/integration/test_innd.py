@@ -23,7 +23,7 @@ import pytest
 import procs
 from inn_instance import INN_BIN, PROBE_GROUP, InnInstance, nntp_exchange
 from ocf import OCF, AgentResource, Result, agent_path, expect, expect_reason, run_agent, snapshot, wait_for
-from postfix_instance import free_port, make_base_dir, rmtree
+from postfix_instance import free_port, make_base_dir, rmtree, self_signed_cert
 
 START_MS = 30000
 STOP_MS = 30000
@@ -308,6 +308,36 @@ def test_too_little_free_space_fails_level_20(innd_agent: Path, inn: InnInstance
     expect_reason(res, rf"KB free in {inn.spool} \(innwatchspoolspace 4000000000\): innwatch throttles innd")
 
 
+def test_starttls_login_round_trip_and_certificate_expiry(innd_agent: Path, inn: InnInstance) -> None:
+    """The probe against the real nnrpd: STARTTLS after MODE READER, the certificate
+    verified and its expiry judged, AUTHINFO through ckpasswd, then the round trip."""
+    cert, key = self_signed_cert(inn.base_dir / "tls", days=10, names=("localhost",), stem="nnrpd")
+    inn.enable_tls(cert, key)
+    inn.add_reader_login("probe", "pr0be pass")
+    creds = inn.base_dir / "probe.credentials"
+    creds.write_text("probe\npr0be pass\n")
+    creds.chmod(0o600)
+    r = resource(innd_agent, inn, probe_tls="starttls", probe_ca_file=cert, credentials_file=creds)
+    started(r, inn)
+    expect(r.monitor(10), OCF.SUCCESS)
+    res = r.monitor(20)
+    expect(res, OCF.DEGRADED)
+    expect_reason(res, r"TLS certificate CN=localhost expires in (9|10) days")
+    expect(r.monitor(20, cert_warn_days=5), OCF.SUCCESS)
+
+    wrong = inn.base_dir / "wrong.credentials"
+    wrong.write_text("probe\nnot the password\n")
+    wrong.chmod(0o600)
+    res = r.monitor(10, credentials_file=wrong)
+    expect(res, OCF.ERR_GENERIC)
+    expect_reason(res, "AUTHINFO PASS for probe rejected: 481")
+    assert "not the password" not in res.stderr
+
+    res = r.monitor(10, probe_ca_file=None)
+    expect(res, OCF.ERR_GENERIC)
+    expect_reason(res, "self-signed certificate")
+
+
 def test_stale_pid_file_naming_a_stranger(rsc: AgentResource, inn: InnInstance, sleeper: int) -> None:
     inn.pid_file.write_text(f"{sleeper}\n")
     expect(rsc.probe(), OCF.NOT_RUNNING)
@@ -377,6 +407,18 @@ def test_broken_inn_conf_is_err_configured_with_inns_message(rsc: AgentResource,
         res = rsc(action)
         expect(res, OCF.ERR_CONFIGURED)
         expect_reason(res, "parse error")
+
+
+def test_inn_conf_broken_under_a_running_innd_is_degraded_and_stop_still_stops(rsc: AgentResource,
+                                                                              inn: InnInstance) -> None:
+    started(rsc, inn)
+    with inn.inn_conf.open("a") as f:
+        f.write("this line is no parameter\n")
+    for level in (0, 10):
+        res = rsc.monitor(level)
+        expect(res, OCF.DEGRADED)
+        expect_reason(res, r"runs with the inn.conf it read at start, but .*parse error")
+    stopped_cleanly(rsc, inn)
 
 
 def test_validate_all_has_no_side_effects(rsc: AgentResource, inn: InnInstance) -> None:
