@@ -421,6 +421,13 @@ def test_inn_conf_broken_under_a_running_innd_is_degraded_and_stop_still_stops(r
     stopped_cleanly(rsc, inn)
 
 
+def test_stop_finds_innd_even_when_inn_bin_dir_points_nowhere(rsc: AgentResource, inn: InnInstance) -> None:
+    started(rsc, inn)
+    res = rsc.stop(inn_bin_dir="/nonexistent")
+    expect(res, OCF.SUCCESS)
+    wait_for(lambda: not inn.processes(), 3, f"no process of {inn.base_dir} left after stop")
+
+
 def test_validate_all_has_no_side_effects(rsc: AgentResource, inn: InnInstance) -> None:
     before = snapshot(inn.base_dir)
     for level in (None, 10):
