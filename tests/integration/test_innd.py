@@ -422,7 +422,11 @@ def test_inn_conf_broken_under_a_running_innd_is_degraded_and_stop_still_stops(r
 
 
 def test_stop_finds_innd_even_when_inn_bin_dir_points_nowhere(rsc: AgentResource, inn: InnInstance) -> None:
-    started(rsc, inn)
+    pid = started(rsc, inn)
+    # A running innd is never reported as cleanly stopped, not even by a probe.
+    res = rsc.probe(inn_bin_dir="/nonexistent")
+    expect(res, OCF.ERR_GENERIC)
+    expect_reason(res, rf"innd \(PID {pid}\) runs, but INN is not installed")
     res = rsc.stop(inn_bin_dir="/nonexistent")
     expect(res, OCF.SUCCESS)
     wait_for(lambda: not inn.processes(), 3, f"no process of {inn.base_dir} left after stop")
