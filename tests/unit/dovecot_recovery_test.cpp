@@ -394,6 +394,33 @@ TEST_F(DovecotRecovery, DotlockOfALiveDovecotProgramHereIsLeftAlone)
     holder.stop(5s);
 }
 
+TEST_F(DovecotRecovery, PidFileNamingAnotherInstancesMasterIsStale)
+{
+    // Another instance's master: the same binary, started before the pid
+    // file was written, but working in another base_dir.
+    fs::create_directories(base_ / "other-run");
+    msg::child_command dovecot;
+    dovecot.program = "/usr/sbin/dovecot";
+    dovecot.args = {"-c", config().string(), "-F", "-o", "protocols=none", "-o",
+                    "base_dir=" + (base_ / "other-run").string()};
+    msg::background_child other(dovecot);
+    ASSERT_TRUE(other.started());
+    for (int i = 0; i < 250 && !fs::exists(base_ / "other-run" / "master.pid"); ++i) {
+        std::this_thread::sleep_for(20ms);
+    }
+    std::this_thread::sleep_for(1100ms);
+    write_file(base_ / "run" / "master.pid", std::to_string(other.pid()) + "\n");
+
+    auto opts = options();
+    opts.check_indexes = false;
+    const auto report = msg::recover_dovecot(opts, standalone, deadline::after(30s));
+    ASSERT_TRUE(report.result.healthy()) << report.result.reason();
+    EXPECT_FALSE(report.master_running);
+    EXPECT_FALSE(fs::exists(base_ / "run" / "master.pid"));
+    EXPECT_TRUE(other.running()) << "the other instance's master was signalled";
+    other.stop(5s);
+}
+
 TEST_F(DovecotRecovery, InquorateNodeRefusesAndTouchesNothing)
 {
     write_file(base_ / "run" / "master.pid", std::to_string(dead_pid()) + "\n");

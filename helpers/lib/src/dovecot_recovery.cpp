@@ -71,6 +71,15 @@ bool find_live_master(const dovecot_recovery_options& options, const fs::path& b
     if (check.state != pid_file_state::running) {
         return false;
     }
+    // The master works in its base_dir; the master of another instance
+    // (same binary) that a stale pid file happens to name does not.
+    std::error_code ec;
+    if (!fs::equivalent("/proc/" + std::to_string(check.pid) + "/cwd", base_dir, ec)) {
+        check.state = pid_file_state::stale_foreign;
+        check.reason = "pid file " + (base_dir / "master.pid").string() + " names pid " + std::to_string(check.pid) +
+                       ", a dovecot working outside " + base_dir.string() + ": another instance, not signalling it";
+        return false;
+    }
     report.master_running = true;
     report.master_pid = check.pid;
     report.summary = "dovecot master is running as pid " + std::to_string(check.pid) + ": nothing recovered";
