@@ -35,6 +35,7 @@ import os
 import pwd
 import smtplib
 import socket
+import subprocess
 import time
 import uuid
 from email.message import EmailMessage
@@ -158,9 +159,21 @@ protocol lmtp {{
 
     def start(self, timeout: float = 20.0) -> int:
         """`dovecot -c config_file` and wait until IMAP answers; return the master pid."""
-        r = procs.run([DOVECOT, "-c", str(self.config_file)], timeout=timeout)
-        if r.returncode != 0:
-            raise RuntimeError(f"dovecot exited {r.returncode}: {r.stderr}\n{self.log_tail()}")
+        # The master and its log process keep stderr open for life: a pipe
+        # would never reach EOF, so it goes to a file.
+        err_file = self.base_dir / "dovecot-start.err"
+        with open(err_file, "w") as err:
+            p = procs.popen([DOVECOT, "-c", str(self.config_file)], stdin=subprocess.DEVNULL,
+                            stdout=subprocess.DEVNULL, stderr=err)
+            try:
+                rc = p.wait(timeout)
+            finally:
+                if p.returncode is None:
+                    p.kill()
+                    p.wait()
+                procs.release(p)
+        if rc != 0:
+            raise RuntimeError(f"dovecot exited {rc}: {err_file.read_text()}\n{self.log_tail()}")
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             pid = self.master_pid()

@@ -288,21 +288,68 @@ def test_corrupted_index_is_rebuilt_by_start_and_no_message_is_lost(rsc: Dovecot
     stopped_cleanly(rsc)
 
 
-def test_stale_pid_file_naming_a_stranger(rsc: Dovecot, sleeper: int) -> None:
+@pytest.fixture(params=["sleep", "other-dovecot-master"])
+def stranger(request, sleeper: int, make_dovecot) -> tuple[int, DovecotInstance | None]:
+    """A live process that is NOT this instance's master: a plain sleep, or the
+    master of a second Dovecot instance on the same node (same exe!)."""
+    if request.param == "sleep":
+        return sleeper, None
+    other = make_dovecot(start=True)
+    return other.master_pid(), other
+
+
+def test_stale_pid_file_naming_a_stranger(rsc: Dovecot, stranger) -> None:
     """The stock agent's start fails here ("Dovecot is already running with PID")."""
+    pid, other = stranger
     inst = rsc.inst
-    inst.write_pid_file(sleeper)
+    inst.write_pid_file(pid)
     expect(rsc.probe(), OCF.NOT_RUNNING)
     expect(rsc.monitor(10), OCF.NOT_RUNNING)
     expect(rsc.stop(), OCF.SUCCESS)
-    assert procs.alive(sleeper), "stop killed the unrelated process named by the stale pid file"
+    assert procs.alive(pid), "stop killed the unrelated process named by the stale pid file"
 
     res = rsc.start()
     expect(res, OCF.SUCCESS)
     assert "removed 1 stale file" in summary_of(res)
-    assert inst.master_pid() not in (None, sleeper)
+    assert inst.master_pid() not in (None, pid)
     stopped_cleanly(rsc)
-    assert procs.alive(sleeper), "start/stop killed the unrelated process named by the stale pid file"
+    assert procs.alive(pid), "start/stop killed the unrelated process named by the stale pid file"
+    if other is not None:
+        assert other.imap_answers(), "the other Dovecot instance stopped answering"
+
+
+def test_deleted_pid_file_under_running_dovecot_is_not_a_clean_stop(rsc: Dovecot) -> None:
+    """The stock agent says 7 here, and its start then fails ("Socket already exists")."""
+    inst = rsc.inst
+    master = started(rsc)
+    inst.pid_file.unlink()
+    r = rsc.probe()
+    expect(r, OCF.ERR_GENERIC)
+    expect_reason(r, rf"processes of this instance still run: .*{master}")
+    res = rsc.start()
+    expect(res, OCF.SUCCESS)
+    assert inst.master_pid() not in (None, master), res.describe()
+    assert not procs.alive(master)
+    expect(rsc.monitor(20), OCF.SUCCESS)
+    stopped_cleanly(rsc)
+
+
+def test_broken_config_under_running_dovecot(rsc: Dovecot) -> None:
+    """The daemon keeps the configuration it loaded: report that, never 'not running'."""
+    inst = rsc.inst
+    started(rsc)
+    with inst.config_file.open("a") as f:
+        f.write("no_such_setting = 1\n")
+    r = rsc.validate()
+    expect(r, OCF.ERR_CONFIGURED)
+    expect_reason(r, r"no_such_setting")
+    expect(rsc.probe(), OCF.SUCCESS)
+    expect(rsc.monitor(0), OCF.SUCCESS)
+    expect(rsc.monitor(10), OCF.SUCCESS)
+    r = rsc.monitor(20)
+    expect(r, OCF.DEGRADED)
+    expect_reason(r, r"configuration on disk is broken.*no_such_setting")
+    stopped_cleanly(rsc)
 
 
 # ---------------------------------------------------------------------------
