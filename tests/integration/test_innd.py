@@ -269,6 +269,10 @@ def test_throttled_server_fails_level_10_with_the_400_reason(rsc: AgentResource,
         res = rsc.monitor(level)
         expect(res, OCF.ERR_GENERIC)
         expect_reason(res, "400 disk maintenance")
+    # A start on the running, throttled innd reports the throttle it leaves.
+    res = rsc.start()
+    expect(res, OCF.SUCCESS)
+    assert "but not serving: Server throttled disk maintenance" in res.stderr, res.describe()
     inn.ctlinnd("go", "disk maintenance")
     expect(rsc.monitor(20), OCF.SUCCESS)
 
