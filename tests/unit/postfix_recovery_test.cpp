@@ -2,6 +2,8 @@
 #include "msg/postfix_recovery.hpp"
 #include "msg/process_identity.hpp"
 
+#include "recovery_checks.hpp"
+
 #include <gtest/gtest.h>
 
 #include <arpa/inet.h>
@@ -45,23 +47,11 @@ int free_port()
     return ntohs(addr.sin_port);
 }
 
-msg::quorum_check fixed_quorum(quorum_state state, std::string detail)
-{
-    return [state, detail](const deadline&) { return quorum_status{state, detail}; };
-}
+using msg_test::fixed_quorum;
 
-const auto standalone = fixed_quorum(quorum_state::no_cluster, "corosync is not running on this node");
+const auto standalone = msg_test::standalone_quorum();
 
-// A pid that certainly names no process: a child that has been reaped.
-pid_t dead_pid()
-{
-    const pid_t pid = ::fork();
-    if (pid == 0) {
-        ::_exit(0);
-    }
-    ::waitpid(pid, nullptr, 0);
-    return pid;
-}
+using msg_test::dead_pid;
 
 std::string padded_pid(pid_t pid)
 {

@@ -6,6 +6,7 @@
 #include "msg/process_identity.hpp"
 #include "msg/slapd_recovery.hpp"
 
+#include "recovery_checks.hpp"
 #include "test_certificates.hpp"
 #include "test_slapd.hpp"
 #include "text_assertions.hpp"
@@ -37,12 +38,9 @@ using msg::quorum_status;
 using msg_test::contains;
 using msg_test::test_slapd;
 
-msg::quorum_check fixed_quorum(quorum_state state, std::string detail)
-{
-    return [state, detail](const deadline&) { return quorum_status{state, detail}; };
-}
+using msg_test::fixed_quorum;
 
-const auto standalone = fixed_quorum(quorum_state::no_cluster, "corosync is not running on this node");
+const auto standalone = msg_test::standalone_quorum();
 
 void write_file(const fs::path& file, const std::string& content)
 {
@@ -50,15 +48,7 @@ void write_file(const fs::path& file, const std::string& content)
     out << content;
 }
 
-// A pid that certainly names no process: a child that has been reaped.
-pid_t dead_pid()
-{
-    const pid_t pid = ::fork();
-    if (pid == 0)
-        ::_exit(0);
-    ::waitpid(pid, nullptr, 0);
-    return pid;
-}
+using msg_test::dead_pid;
 
 uid_t openldap_uid()
 {
