@@ -262,16 +262,17 @@ void add_endpoint_options(CLI::App& parser, msg::probe_options& where, const std
                           const std::string& default_ports)
 {
     const std::string prefix = "--" + protocol + "-";
-    parser.add_option(prefix + "host", where.host, msg::upper_ascii(protocol) + " server address or name")->capture_default_str();
-    parser.add_option(prefix + "port", where.port, msg::upper_ascii(protocol) + " server port (default " + default_ports + ")")
+    const std::string name = msg::upper_ascii(protocol);
+    parser.add_option(prefix + "host", where.host, name + " server address or name")->capture_default_str();
+    parser.add_option(prefix + "port", where.port, name + " server port (default " + default_ports + ")")
         ->check(CLI::Range(1, 65535));
     auto* tls = parser.add_flag_callback(prefix + "tls", [&where] { where.tls = msg::tls_mode::implicit; },
                                          "TLS from the first byte");
     parser.add_flag_callback(prefix + "starttls", [&where] { where.tls = msg::tls_mode::starttls; },
-                             "upgrade to TLS with " + msg::upper_ascii(protocol) + " STARTTLS")
+                             "upgrade to TLS with " + name + " STARTTLS")
         ->excludes(tls);
     parser.add_option(prefix + "server-name", where.server_name,
-                      "name the " + msg::upper_ascii(protocol) + " server certificate must carry (default: " + prefix + "host)");
+                      "name the " + name + " server certificate must carry (default: " + prefix + "host)");
 }
 
 // A millisecond option that must be positive (or, with `zero_allowed`, 0).
@@ -313,8 +314,8 @@ command mailflow_command(CLI::App& root)
         "PEM file of CAs to trust for both servers instead of the system store");
     add_ms_option(*parser, "--max-delay-ms", options->max_delay,
                   "exit 1 when the message is not in the mailbox this long after the submission began");
-    add_ms_option(*parser, "--warn-delay-ms", options->warn_delay, "exit 190 for a round trip longer than this (0: never)",
-                  true);
+    add_ms_option(*parser, "--warn-delay-ms", options->warn_delay,
+                  "exit 190 for a round trip longer than this (0: never)", true);
     add_ms_option(*parser, "--poll-interval-ms", options->poll_interval, "pause between two looks into the mailbox");
     add_ms_option(*parser, "--deadline-ms", options->time_limit, "the whole check ends within this many milliseconds");
     parser->footer(std::string(R"help(Order: IMAP login and SELECT of --mailbox (a broken mailbox fails before any

@@ -389,6 +389,17 @@ TEST_F(MailflowProbe, RejectedAuthIsSubmissionLoginFailed)
     EXPECT_TRUE(pair.submitted().empty());
 }
 
+TEST_F(MailflowProbe, SubmissionServerEchoingThePasswordIsRedacted)
+{
+    fake_mail_setup setup;
+    setup.smtp_auth = true;
+    setup.smtp_replies["AUTH"] = "535 5.7.8 S3cret pw is not the password\r\n";
+    fake_mail_pair pair(setup);
+    expect_failure(run(with_submission_login(options_for(pair))).as_timed(),
+                   "submission login failed: AUTH PLAIN as probe rejected: 535 5.7.8 ******** is not the password",
+                   1000ms);
+}
+
 TEST_F(MailflowProbe, AuthNotOfferedOverPlaintextSaysSo)
 {
     fake_mail_pair pair;

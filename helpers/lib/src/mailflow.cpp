@@ -120,9 +120,8 @@ smtp_reply submission_step(smtp_session& smtp, progress& state, const std::strin
 {
     const smtp_reply reply = smtp.command(line, verb);
     if (reply.code >= 400)
-        fail_final(state, outcome::failed("submission refused: " + printable_excerpt(reply.text()) + " (at " + verb
-                                          + ")"));
-    smtp_session::expect(reply, first, last, verb);
+        fail_final(state, outcome::failed("submission refused: " + smtp.excerpt(reply.text()) + " (at " + verb + ")"));
+    smtp.expect(reply, first, last, verb);
     return reply;
 }
 
@@ -131,11 +130,11 @@ smtp_reply submission_step(smtp_session& smtp, progress& state, const std::strin
 std::string submit(line_channel& channel, const mailflow_options& options, const credentials* login,
                    const std::vector<std::string>& message, progress& state, const deadline& until)
 {
-    smtp_session smtp(channel, false);
+    smtp_session smtp(channel, false, login);
     const std::vector<smtp_extension> offered = smtp.open(options.submission, options.helo_name);
     if (login != nullptr) {
         try {
-            smtp.authenticate(offered, *login);
+            smtp.authenticate(offered);
         } catch (const check_failure& failure) {
             if (until.passed())
                 throw;
@@ -153,7 +152,7 @@ std::string submit(line_channel& channel, const mailflow_options& options, const
     // The mail is queued now: whatever QUIT gets back cannot unsend it.
     smtp.command("QUIT", "QUIT");
     channel.close();
-    return printable_excerpt(accepted.text(), 120);
+    return smtp.excerpt(accepted.text(), 120);
 }
 
 std::string uid_list(const std::vector<std::uint32_t>& uids)
@@ -285,12 +284,9 @@ mailflow_result check_mailflow(const mailflow_options& options, const deadline& 
             return attend(channel, options, *mailbox_login, submission_login ? &*submission_login : nullptr, state,
                           until);
         });
-    outcome reported = labelled(result, state, until);
-    // Servers may echo what they were sent: neither password may leave.
-    std::string reason = mailbox_login->redact(reported.reason());
-    if (submission_login)
-        reason = submission_login->redact(reason);
-    return {outcome(reported.code(), reason), state.round_trip};
+    // Server text in reasons went through the sessions' excerpt(), which
+    // masks the password; nothing else in a reason comes from outside.
+    return {labelled(result, state, until), state.round_trip};
 }
 
 } // namespace msg

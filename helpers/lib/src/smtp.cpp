@@ -45,15 +45,15 @@ outcome converse(line_channel& channel, const smtp_options& options)
     if (options.transaction) {
         // Up to RCPT only: the server commits to taking the mail (queue
         // space, recipient) without any mail being sent; RSET ends it.
-        smtp_session::expect(session.command("MAIL FROM:" + smtp_path(options.mail_from), "MAIL FROM"), 250, 250,
+        session.expect(session.command("MAIL FROM:" + smtp_path(options.mail_from), "MAIL FROM"), 250, 250,
                              "MAIL FROM");
-        smtp_session::expect(session.command("RCPT TO:" + smtp_path(options.rcpt_to), "RCPT TO"), 250, 251,
+        session.expect(session.command("RCPT TO:" + smtp_path(options.rcpt_to), "RCPT TO"), 250, 251,
                              "RCPT TO");
-        smtp_session::expect(session.command("RSET", "RSET"), 250, 250, "RSET");
+        session.expect(session.command("RSET", "RSET"), 250, 250, "RSET");
     }
 
-    smtp_session::expect(session.command("NOOP", "NOOP"), 250, 250, "NOOP");
-    smtp_session::expect(session.command("QUIT", "QUIT"), 221, 221, "QUIT");
+    session.expect(session.command("NOOP", "NOOP"), 250, 250, "NOOP");
+    session.expect(session.command("QUIT", "QUIT"), 221, 221, "QUIT");
     channel.close();
     return certificate;
 }

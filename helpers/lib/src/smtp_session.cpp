@@ -56,8 +56,8 @@ void append_base64(wiped_string& out, std::string_view bytes)
 
 } // namespace
 
-smtp_session::smtp_session(line_channel& channel, bool lmtp)
-    : channel_(channel), lmtp_(lmtp), protocol_(lmtp ? "LMTP" : "SMTP")
+smtp_session::smtp_session(line_channel& channel, bool lmtp, const credentials* login)
+    : channel_(channel), lmtp_(lmtp), login_(login), protocol_(lmtp ? "LMTP" : "SMTP")
 {
 }
 
@@ -71,7 +71,7 @@ smtp_reply smtp_session::read_reply(const std::string& what)
                                  && std::isdigit(static_cast<unsigned char>(line[2]))
                                  && (line.size() == 3 || line[3] == ' ' || line[3] == '-');
         if (!well_formed)
-            throw check_failure(outcome::failed("malformed " + what + ": " + printable_excerpt(line)));
+            throw check_failure(outcome::failed("malformed " + what + ": " + excerpt(line)));
         reply.code = std::stoi(line.substr(0, 3));
         reply.lines.push_back(line.size() > 4 ? line.substr(4) : std::string());
         if (line.size() == 3 || line[3] == ' ')
@@ -94,11 +94,11 @@ smtp_reply smtp_session::command(const std::string& line, const std::string& ver
     return reply;
 }
 
-void smtp_session::expect(const smtp_reply& reply, int first, int last, const std::string& step)
+void smtp_session::expect(const smtp_reply& reply, int first, int last, const std::string& step) const
 {
     if (reply.code >= first && reply.code <= last)
         return;
-    const std::string text = printable_excerpt(reply.text());
+    const std::string text = excerpt(reply.text());
     if (reply.code >= 400)
         throw check_failure(outcome::failed(step + " rejected: " + text));
     throw check_failure(outcome::failed("unexpected reply to " + step + ": " + text));
@@ -125,8 +125,11 @@ std::vector<smtp_extension> smtp_session::open(const probe_options& where, const
     return parse_extensions(greeting);
 }
 
-void smtp_session::authenticate(const std::vector<smtp_extension>& offered, const credentials& login)
+void smtp_session::authenticate(const std::vector<smtp_extension>& offered)
 {
+    if (login_ == nullptr)
+        throw check_failure(outcome::failed("SMTP AUTH without credentials"));
+    const credentials& login = *login_;
     const std::string who = printable_excerpt(login.username(), 64);
     if (offers_extension(offered, "AUTH PLAIN")) {
         // RFC 4616: authorization identity (empty: the same), NUL, user, NUL, password.
@@ -154,8 +157,13 @@ void smtp_session::authenticate(const std::vector<smtp_extension>& offered, cons
     }
     // Postfix (smtpd_tls_auth_only) and others offer AUTH only under TLS.
     const bool secured = channel_.peer_certificate().has_value();
-    throw check_failure(outcome::failed("AUTH PLAIN or LOGIN not offered by " + channel_.peer()
-                                        + (secured ? std::string() : std::string(" over plaintext (use STARTTLS or TLS)"))));
+    const std::string hint = secured ? std::string() : std::string(" over plaintext (use STARTTLS or TLS)");
+    throw check_failure(outcome::failed("AUTH PLAIN or LOGIN not offered by " + channel_.peer() + hint));
+}
+
+std::string smtp_session::excerpt(std::string_view text, std::size_t max_chars) const
+{
+    return printable_excerpt(login_ != nullptr ? login_->redact(text) : std::string(text), max_chars);
 }
 
 std::string smtp_path(const std::string& address)

@@ -74,9 +74,14 @@ struct fake_mail_pair::state {
     int auth_login_step = 0; // 1: username awaited, 2: password awaited
     std::string auth_login_user;
 
-    bool credentials_match(const std::string& user, const std::string& password) const
+    static bool credentials_match(const std::string& user, const std::string& password)
     {
         return user == "probe" && password == test_password;
+    }
+
+    static std::string auth_reply(bool accepted)
+    {
+        return accepted ? "235 2.7.0 Authentication successful\r\n" : "535 5.7.8 Error: authentication failed\r\n";
     }
 
     reaction smtp_line(const std::string& line)
@@ -102,8 +107,7 @@ struct fake_mail_pair::state {
         }
         if (auth_login_step == 2) {
             auth_login_step = 0;
-            return {credentials_match(auth_login_user, base64_decoded(line)) ? "235 2.7.0 Authentication successful\r\n"
-                                                                             : "535 5.7.8 Error: authentication failed\r\n"};
+            return {auth_reply(credentials_match(auth_login_user, base64_decoded(line)))};
         }
         const std::string verb = upper(line.substr(0, std::min(line.find_first_of(" :"), line.size())));
         if (const reaction special = scripted(verb); !special.reply.empty() || special.next != reaction::then::go_on)
@@ -125,7 +129,7 @@ struct fake_mail_pair::state {
                 const auto second = decoded.find('\0', 1);
                 const bool ok = !decoded.empty() && decoded.front() == '\0' && second != std::string::npos
                                 && credentials_match(decoded.substr(1, second - 1), decoded.substr(second + 1));
-                return {ok ? "235 2.7.0 Authentication successful\r\n" : "535 5.7.8 Error: authentication failed\r\n"};
+                return {auth_reply(ok)};
             }
             return {"504 5.5.4 Unsupported mechanism\r\n"};
         }
@@ -171,8 +175,9 @@ struct fake_mail_pair::state {
         std::string verb = upper(rest.substr(0, rest.find(' ')));
         std::string arguments = rest.find(' ') == std::string::npos ? std::string() : rest.substr(rest.find(' ') + 1);
         if (verb == "UID") {
-            verb += " " + upper(arguments.substr(0, arguments.find(' ')));
-            arguments = arguments.find(' ') == std::string::npos ? std::string() : arguments.substr(arguments.find(' ') + 1);
+            const auto after = arguments.find(' ');
+            verb += " " + upper(arguments.substr(0, after));
+            arguments = after == std::string::npos ? std::string() : arguments.substr(after + 1);
         }
         const std::size_t seen = ++imap_seen[verb];
         if (verb == setup.imap_stall_at && seen == setup.imap_stall_occurrence)
