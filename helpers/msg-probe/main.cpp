@@ -2,6 +2,7 @@
 // Exit status is an OCF code; on any status but 0, exactly one reason line
 // goes to stderr for the agent's ocf_exit_reason.
 #include "msg/deadline.hpp"
+#include "msg/exit_report.hpp"
 #include "msg/imap.hpp"
 #include "msg/ldap.hpp"
 #include "msg/log.hpp"
@@ -383,14 +384,6 @@ On any exit status but 0, one reason line is written to stderr.)");
             }};
 }
 
-// Agents read stderr as one line; CLI11 and exceptions may carry newlines.
-std::string one_line(std::string text)
-{
-    std::replace(text.begin(), text.end(), '\n', ' ');
-    std::replace(text.begin(), text.end(), '\r', ' ');
-    return text;
-}
-
 // CLI11 reports a mistyped subcommand as "A subcommand is required";
 // naming the word that was not understood saves the operator a guess.
 std::string usage_error(CLI::App& app, const CLI::ParseError& error)
@@ -402,21 +395,6 @@ std::string usage_error(CLI::App& app, const CLI::ParseError& error)
     for (const CLI::App* subcommand : app.get_subcommands([](const CLI::App*) { return true; }))
         known += (known.empty() ? "" : ", ") + subcommand->get_name();
     return "unknown subcommand '" + left.front() + "' (known: " + known + ")";
-}
-
-int report(const msg::outcome& result)
-{
-    if (result.healthy())
-        return 0;
-    std::string reason = one_line(result.reason());
-    if (reason.empty())
-        reason = "check failed without a reason";
-    if (result.code() == msg::ocf_code::degraded)
-        msg::log_warning(reason);
-    else
-        msg::log_error(reason);
-    std::cerr << reason << std::endl;
-    return result.exit_status();
 }
 
 } // namespace
@@ -445,18 +423,18 @@ int main(int argc, char** argv)
         } catch (const CLI::ParseError& error) {
             // CLI11's own exit codes (100+) mean nothing to an agent: every
             // usage error is an OCF_ERR_ARGS.
-            return report({msg::ocf_code::err_args, usage_error(app, error)});
+            return msg::report_exit({msg::ocf_code::err_args, usage_error(app, error)});
         }
         for (const command& candidate : commands) {
             if (candidate.parser->parsed())
-                return report(candidate.run());
+                return msg::report_exit(candidate.run());
         }
-        return report({msg::ocf_code::err_args, "no subcommand given"});
+        return msg::report_exit({msg::ocf_code::err_args, "no subcommand given"});
     } catch (const msg::check_failure& failure) {
-        return report(failure.result());
+        return msg::report_exit(failure.result());
     } catch (const std::exception& error) {
-        return report(msg::outcome::failed(error.what()));
+        return msg::report_exit(msg::outcome::failed(error.what()));
     } catch (...) {
-        return report(msg::outcome::failed("unexpected internal error"));
+        return msg::report_exit(msg::outcome::failed("unexpected internal error"));
     }
 }
