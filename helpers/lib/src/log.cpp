@@ -4,6 +4,7 @@
 #include <syslog.h>
 
 #include <cstdint>
+#include <mutex>
 #include <string>
 
 namespace msg {
@@ -33,6 +34,10 @@ void emit(std::uint8_t priority, std::string_view text)
 {
     // qb_log is a printf-style macro: never pass the text as the format.
     const std::string line(text);
+    // msg-status runs its probes on threads of their own; libqb's logging
+    // outside its own logging thread is not documented as thread-safe.
+    static std::mutex serialized;
+    const std::lock_guard lock(serialized);
     qb_log(priority, "%s", line.c_str());
 }
 
