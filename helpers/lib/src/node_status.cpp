@@ -1,0 +1,184 @@
+#include "msg/node_status.hpp"
+
+#include "msg/deadline.hpp"
+
+#include <algorithm>
+#include <array>
+#include <cstdio>
+#include <exception>
+#include <thread>
+#include <type_traits>
+
+namespace msg {
+
+namespace {
+
+using std::chrono::milliseconds;
+
+milliseconds since(steady_clock::time_point start)
+{
+    return std::chrono::duration_cast<milliseconds>(steady_clock::now() - start);
+}
+
+// Runs one check to its end; its deadline comes from its own options.
+status_result run_one(const status_check& check)
+{
+    status_result row{check.service, check.name, check.protocol, outcome::ok(), milliseconds::zero()};
+    const steady_clock::time_point started = steady_clock::now();
+    try {
+        std::visit(
+            [&](const auto& options) {
+                using options_type = std::decay_t<decltype(options)>;
+                if constexpr (std::is_same_v<options_type, smtp_options>) {
+                    row.result = check_smtp(options, deadline::after(options.where.time_limit));
+                } else if constexpr (std::is_same_v<options_type, imap_options>) {
+                    row.result = check_imap(options, deadline::after(options.where.time_limit));
+                } else if constexpr (std::is_same_v<options_type, pop3_options>) {
+                    row.result = check_pop3(options, deadline::after(options.where.time_limit));
+                } else if constexpr (std::is_same_v<options_type, nntp_options>) {
+                    row.result = check_nntp(options, deadline::after(options.where.time_limit));
+                } else if constexpr (std::is_same_v<options_type, ldap_options>) {
+                    row.result = check_ldap(options, deadline::after(options.time_limit));
+                } else {
+                    const mailflow_result flow = check_mailflow(options, deadline::after(options.time_limit));
+                    row.result = flow.result;
+                    // What an operator wants to see for mail flow is the
+                    // round trip, not how long logging in took besides.
+                    if (flow.round_trip)
+                        row.latency = *flow.round_trip;
+                }
+            },
+            check.probe);
+    } catch (const check_failure& failure) {
+        row.result = failure.result();
+    } catch (const std::exception& error) {
+        row.result = outcome::failed(error.what());
+    } catch (...) {
+        row.result = outcome::failed("unexpected internal error");
+    }
+    if (row.latency == milliseconds::zero())
+        row.latency = since(started);
+    return row;
+}
+
+std::string json_string(std::string_view text)
+{
+    std::string out = "\"";
+    for (const char c : text) {
+        const auto byte = static_cast<unsigned char>(c);
+        if (c == '"' || c == '\\') {
+            out.push_back('\\');
+            out.push_back(c);
+        } else if (byte < 0x20 || byte == 0x7f) {
+            std::array<char, 8> escaped{};
+            std::snprintf(escaped.data(), escaped.size(), "\\u%04x", byte);
+            out += escaped.data();
+        } else {
+            out.push_back(c);
+        }
+    }
+    return out + "\"";
+}
+
+const outcome& worst(const std::vector<status_result>& results)
+{
+    static const outcome healthy;
+    const outcome* found = &healthy;
+    for (const auto& row : results)
+        found = &outcome::worse(*found, row.result);
+    return *found;
+}
+
+} // namespace
+
+std::vector<status_result> run_status_checks(const std::vector<status_check>& checks)
+{
+    // Each check waits on its own servers; one after another, a stalled
+    // service would hold every later row back by its whole deadline.
+    std::vector<status_result> results(checks.size());
+    std::vector<std::thread> workers;
+    workers.reserve(checks.size());
+    for (std::size_t i = 0; i < checks.size(); ++i)
+        workers.emplace_back([&results, &checks, i] { results[i] = run_one(checks[i]); });
+    for (auto& worker : workers)
+        worker.join();
+    return results;
+}
+
+std::string_view status_state(ocf_code code)
+{
+    switch (code) {
+    case ocf_code::success:
+        return "ok";
+    case ocf_code::degraded:
+        return "degraded";
+    case ocf_code::not_running:
+        return "not running";
+    default:
+        return "failed";
+    }
+}
+
+void write_status_table(std::ostream& out, const std::vector<status_result>& results)
+{
+    using row_cells = std::array<std::string, 5>;
+    std::vector<row_cells> rows{{"SERVICE", "CHECK", "STATE", "LATENCY_MS", "REASON"}};
+    for (const auto& row : results)
+        rows.push_back({row.service, row.check, std::string(status_state(row.result.code())),
+                        std::to_string(row.latency.count()), row.result.reason()});
+    std::array<std::size_t, 4> widths{};
+    for (const auto& cells : rows) {
+        for (std::size_t column = 0; column < widths.size(); ++column)
+            widths[column] = std::max(widths[column], cells[column].size());
+    }
+    for (const auto& cells : rows) {
+        std::string line;
+        for (std::size_t column = 0; column < widths.size(); ++column) {
+            const std::string padding(widths[column] - cells[column].size(), ' ');
+            // Numbers line up on the right, words on the left.
+            line += column == 3 ? padding + cells[column] : cells[column] + padding;
+            line += "  ";
+        }
+        line += cells[4];
+        line.erase(line.find_last_not_of(' ') + 1);
+        out << line << '\n';
+    }
+}
+
+void write_status_json(std::ostream& out, const std::vector<status_result>& results, std::string_view node)
+{
+    // The node's state is the verdict's: ok, degraded or failed, as its exit code says.
+    const outcome verdict = status_verdict(results);
+    out << "{\"node\":" << json_string(node) << ",\"state\":" << json_string(status_state(verdict.code()))
+        << ",\"exit_code\":" << verdict.exit_status() << ",\"checks\":[";
+    for (std::size_t i = 0; i < results.size(); ++i) {
+        const status_result& row = results[i];
+        out << (i == 0 ? "" : ",") << "{\"service\":" << json_string(row.service)
+            << ",\"check\":" << json_string(row.check) << ",\"protocol\":" << json_string(row.protocol)
+            << ",\"state\":" << json_string(status_state(row.result.code()))
+            << ",\"exit_code\":" << row.result.exit_status() << ",\"latency_ms\":" << row.latency.count()
+            << ",\"reason\":" << json_string(row.result.reason()) << "}";
+    }
+    out << "]}\n";
+}
+
+outcome status_verdict(const std::vector<status_result>& results)
+{
+    const outcome& verdict = worst(results);
+    if (verdict.healthy())
+        return outcome::ok();
+    std::size_t count = 0;
+    std::string named;
+    for (const auto& row : results) {
+        if (row.result.healthy())
+            continue;
+        ++count;
+        named += (named.empty() ? "" : ", ") + row.service + "/" + row.check + " "
+                 + std::string(status_state(row.result.code()));
+    }
+    const std::string reason
+        = std::to_string(count) + " of " + std::to_string(results.size()) + " checks not ok: " + named;
+    return verdict.code() == ocf_code::degraded ? outcome::degraded(reason) : outcome::failed(reason);
+}
+
+} // namespace msg

@@ -1,0 +1,371 @@
+// msg-status: its configuration grammar, and the binary against fake
+// servers: the table, the JSON, and the exit code the node's worst check
+// gives.
+#include "msg/outcome.hpp"
+#include "msg/status_config.hpp"
+
+#include "fake_mail_pair.hpp"
+#include "fake_server.hpp"
+#include "probe_checks.hpp"
+#include "spawn_helper.hpp"
+#include "test_certificates.hpp"
+#include "text_assertions.hpp"
+
+#include <boost/property_tree/json_parser.hpp>
+#include <boost/property_tree/ptree.hpp>
+#include <gtest/gtest.h>
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+#include <sstream>
+#include <string>
+#include <variant>
+#include <vector>
+
+namespace {
+
+using namespace std::chrono_literals;
+using msg::ocf_code;
+using msg_test::contains;
+using msg_test::fake_server;
+using msg_test::server_script;
+
+std::vector<msg::status_check> parsed(const std::string& text)
+{
+    return msg::parse_status_config(text, "test.conf");
+}
+
+// The reason parse_status_config refuses `text` with (6), or "" if it takes it.
+std::string refusal(const std::string& text)
+{
+    try {
+        parsed(text);
+    } catch (const msg::check_failure& failure) {
+        EXPECT_EQ(failure.result().code(), ocf_code::err_configured);
+        return failure.result().reason();
+    }
+    return "";
+}
+
+TEST(StatusConfig, SectionsNameServicesAndKeysNameChecks)
+{
+    const auto checks = parsed("# the stack\n"
+                               "[postfix]\n"
+                               "smtp = 127.0.0.1:2525 starttls ca-file=/etc/ca.pem deadline-ms=3000\n"
+                               "submission = smtp [::1]:587 ehlo=probe.example.com\n"
+                               "; Dovecot\n"
+                               "[dovecot]\n"
+                               "imap = credentials-file=/etc/msg/cred mailbox=probe round-trip\n"
+                               "lmtp = /run/dovecot/lmtp\n"
+                               "[slapd]\n"
+                               "ldap = ldapi:/// sasl-external suffix=\"dc=example, dc=com\"\n"
+                               "[innd]\n"
+                               "nntp = news.example.com group=local.probe\n");
+    ASSERT_EQ(checks.size(), 6u);
+    EXPECT_EQ(checks[0].service, "postfix");
+    EXPECT_EQ(checks[0].name, "smtp");
+    EXPECT_EQ(checks[0].protocol, "smtp");
+    const auto& smtp = std::get<msg::smtp_options>(checks[0].probe);
+    EXPECT_EQ(smtp.where.host, "127.0.0.1");
+    EXPECT_EQ(smtp.where.port, 2525);
+    EXPECT_EQ(smtp.where.tls, msg::tls_mode::starttls);
+    EXPECT_EQ(smtp.where.ca_file, "/etc/ca.pem");
+    EXPECT_EQ(smtp.where.time_limit, 3000ms);
+
+    EXPECT_EQ(checks[1].name, "submission");
+    EXPECT_EQ(checks[1].protocol, "smtp");
+    const auto& submission = std::get<msg::smtp_options>(checks[1].probe);
+    EXPECT_EQ(submission.where.host, "::1");
+    EXPECT_EQ(submission.where.port, 587);
+    EXPECT_EQ(submission.helo_name, "probe.example.com");
+    EXPECT_EQ(submission.where.time_limit, 10000ms);
+
+    EXPECT_EQ(checks[2].service, "dovecot");
+    const auto& imap = std::get<msg::imap_options>(checks[2].probe);
+    EXPECT_EQ(imap.where.host, "127.0.0.1");
+    EXPECT_EQ(imap.where.port, 0); // the protocol's default
+    EXPECT_EQ(imap.credentials_file, "/etc/msg/cred");
+    EXPECT_EQ(imap.mailbox, "probe");
+    EXPECT_TRUE(imap.round_trip);
+
+    const auto& lmtp = std::get<msg::smtp_options>(checks[3].probe);
+    EXPECT_TRUE(lmtp.lmtp);
+    EXPECT_EQ(lmtp.where.socket_path, "/run/dovecot/lmtp");
+
+    const auto& ldap = std::get<msg::ldap_options>(checks[4].probe);
+    EXPECT_EQ(ldap.uri, "ldapi:///");
+    EXPECT_TRUE(ldap.sasl_external);
+    EXPECT_EQ(ldap.suffix, "dc=example, dc=com");
+
+    const auto& nntp = std::get<msg::nntp_options>(checks[5].probe);
+    EXPECT_EQ(nntp.where.host, "news.example.com");
+    EXPECT_EQ(nntp.group, "local.probe");
+}
+
+TEST(StatusConfig, MailflowTakesItsOptionsOverContinuationLines)
+{
+    const auto checks = parsed("[mailflow]\n"
+                               "round-trip = mailflow smtp-host=10.0.0.5 smtp-port=587 smtp-starttls\n"
+                               "    smtp-credentials-file=/etc/msg/smtp.cred imap-port=993 imap-tls\n"
+                               "\timap-credentials-file=/etc/msg/imap.cred probe-address=probe@example.com\n"
+                               "    max-delay-ms=20000 warn-delay-ms=5000 ca-file=/etc/ca.pem\n");
+    ASSERT_EQ(checks.size(), 1u);
+    EXPECT_EQ(checks[0].name, "round-trip");
+    EXPECT_EQ(checks[0].protocol, "mailflow");
+    const auto& flow = std::get<msg::mailflow_options>(checks[0].probe);
+    EXPECT_EQ(flow.submission.host, "10.0.0.5");
+    EXPECT_EQ(flow.submission.port, 587);
+    EXPECT_EQ(flow.submission.tls, msg::tls_mode::starttls);
+    EXPECT_EQ(flow.submission_credentials_file, "/etc/msg/smtp.cred");
+    EXPECT_EQ(flow.mailbox_server.port, 993);
+    EXPECT_EQ(flow.mailbox_server.tls, msg::tls_mode::implicit);
+    EXPECT_EQ(flow.mailbox_credentials_file, "/etc/msg/imap.cred");
+    EXPECT_EQ(flow.probe_address, "probe@example.com");
+    EXPECT_EQ(flow.max_delay, 20000ms);
+    EXPECT_EQ(flow.warn_delay, 5000ms);
+    EXPECT_EQ(flow.submission.ca_file, "/etc/ca.pem");
+    EXPECT_EQ(flow.mailbox_server.ca_file, "/etc/ca.pem");
+    EXPECT_EQ(flow.time_limit, 60000ms);
+}
+
+TEST(StatusConfig, MistakesAreMisconfiguredWithTheirLine)
+{
+    EXPECT_EQ(refusal("[postfix]\n\nsmtp = 127.0.0.1:25 bogus\n"), "test.conf:3: unknown smtp option 'bogus'");
+    EXPECT_EQ(refusal("smtp = 127.0.0.1:25\n"), "test.conf:1: check 'smtp' outside a [service] section");
+    EXPECT_EQ(refusal("[postfix]\nsubmission = 127.0.0.1:587\n"),
+              "test.conf:2: 'submission' is no protocol: begin its value with one of smtp, lmtp, imap, pop3, nntp, "
+              "ldap, mailflow");
+    EXPECT_EQ(refusal("[postfix]\nsmtp = 127.0.0.1:99999\n"),
+              "test.conf:2: port must be a whole number from 1 to 65535, not '99999'");
+    EXPECT_EQ(refusal("[postfix]\nsmtp = deadline-ms=soon\n"),
+              "test.conf:2: deadline-ms must be a whole number from 1 to 86400000, not 'soon'");
+    EXPECT_EQ(refusal("[postfix]\nsmtp = starttls=yes\n"), "test.conf:2: starttls takes no value");
+    EXPECT_EQ(refusal("[dovecot]\nimap = mailbox\n"), "test.conf:2: mailbox needs a value: mailbox=...");
+    EXPECT_EQ(refusal("[postfix]\nsmtp = 127.0.0.1\nsmtp = 127.0.0.2\n"),
+              "test.conf:3: check 'smtp' twice in [postfix]");
+    EXPECT_EQ(refusal("[postfix\n"), "test.conf:1: malformed section header: [postfix");
+    EXPECT_EQ(refusal("[slapd]\nldap = suffix=\"dc=example\n"),
+              "test.conf:2: unterminated quote in suffix=\"dc=example");
+    EXPECT_EQ(refusal("[mailflow]\nmailflow = 127.0.0.1 probe-address=a@b imap-credentials-file=/c\n"),
+              "test.conf:2: mailflow takes no address, only options: '127.0.0.1'");
+    EXPECT_EQ(refusal("[mailflow]\nmailflow = smtp-port=25\n"),
+              "test.conf:2: mailflow needs probe-address=... and imap-credentials-file=...");
+    EXPECT_EQ(refusal("# nothing\n[postfix]\n"), "test.conf: no checks configured");
+}
+
+// The msg-status binary against fake servers, with a configuration it trusts.
+class MsgStatus : public ::testing::Test {
+protected:
+    msg_test::temp_dir dir_;
+
+    std::string write_config(const std::string& text, mode_t mode = 0644) const
+    {
+        const std::string file = dir_.write("msg-status.conf", text);
+        ::chmod(file.c_str(), mode);
+        return file;
+    }
+
+    msg_test::helper_run status(const std::string& config_text, bool json = false) const
+    {
+        std::vector<std::string> args{"--config", write_config(config_text)};
+        if (json)
+            args.emplace_back("--json");
+        return msg_test::run_helper(MSG_STATUS_PATH, args);
+    }
+
+    // The table's row for service/check, split at runs of two or more blanks.
+    static std::vector<std::string> row(const msg_test::helper_run& run, const std::string& service,
+                                        const std::string& check)
+    {
+        for (const std::string& line : msg_test::lines_of(run.out)) {
+            std::vector<std::string> cells;
+            std::size_t at = 0;
+            while (at < line.size()) {
+                const auto gap = line.find("  ", at);
+                cells.push_back(line.substr(at, gap - at));
+                if (gap == std::string::npos)
+                    break;
+                at = line.find_first_not_of(' ', gap);
+            }
+            if (cells.size() >= 2 && cells[0] == service && cells[1] == check)
+                return cells;
+        }
+        ADD_FAILURE() << "no row " << service << "/" << check << " in:\n" << run.out;
+        return {};
+    }
+
+    static std::string port_of(const fake_server& server) { return std::to_string(server.port()); }
+};
+
+server_script imap_greeting_only()
+{
+    server_script script;
+    script.send("* OK [CAPABILITY IMAP4rev1] ready.\r\n")
+        .expect_tagged("CAPABILITY")
+        .send("* CAPABILITY IMAP4rev1 LITERAL+\r\n")
+        .send_tagged("OK done.\r\n")
+        .expect_tagged("LOGOUT")
+        .send("* BYE bye\r\n")
+        .send_tagged("OK done.\r\n");
+    return script;
+}
+
+TEST_F(MsgStatus, AllChecksOkExitsZeroWithOneRowEach)
+{
+    fake_server smtp(msg_test::healthy_smtp());
+    fake_server imap(imap_greeting_only());
+    const auto run = status("[postfix]\nsmtp = 127.0.0.1:" + port_of(smtp) + "\n[dovecot]\nimap = 127.0.0.1:"
+                            + port_of(imap) + "\n");
+    EXPECT_EQ(run.exit_code, 0) << run.err;
+    EXPECT_EQ(run.err, "");
+    const auto lines = msg_test::lines_of(run.out);
+    ASSERT_EQ(lines.size(), 3u) << run.out;
+    EXPECT_EQ(lines[0].substr(0, 7), "SERVICE");
+    for (const char* header : {"CHECK", "STATE", "LATENCY_MS", "REASON"})
+        EXPECT_TRUE(contains(lines[0], header));
+    EXPECT_EQ(row(run, "postfix", "smtp").at(2), "ok");
+    EXPECT_EQ(row(run, "dovecot", "imap").at(2), "ok");
+}
+
+TEST_F(MsgStatus, OneFailedCheckExitsOneAndNamesIt)
+{
+    server_script refusing;
+    refusing.send("554 5.3.2 fake.example.com service currently unavailable\r\n").expect("QUIT");
+    fake_server smtp(refusing);
+    fake_server imap(imap_greeting_only());
+    const std::uint16_t nothing = msg_test::free_port();
+    const auto run = status("[postfix]\nsmtp = 127.0.0.1:" + port_of(smtp) + "\n[dovecot]\nimap = 127.0.0.1:"
+                            + port_of(imap) + "\npop3 = 127.0.0.1:" + std::to_string(nothing) + "\n");
+    EXPECT_EQ(run.exit_code, 1);
+    const auto smtp_row = row(run, "postfix", "smtp");
+    ASSERT_EQ(smtp_row.size(), 5u);
+    EXPECT_EQ(smtp_row[2], "failed");
+    EXPECT_TRUE(contains(smtp_row[4], "SMTP session rejected: 554 5.3.2"));
+    EXPECT_EQ(row(run, "dovecot", "imap").at(2), "ok");
+    const auto pop3_row = row(run, "dovecot", "pop3");
+    ASSERT_EQ(pop3_row.size(), 5u);
+    EXPECT_EQ(pop3_row[2], "not running");
+    EXPECT_TRUE(contains(pop3_row[4], "nothing listening on 127.0.0.1:" + std::to_string(nothing)));
+    const auto reasons = msg_test::lines_of(run.err);
+    ASSERT_EQ(reasons.size(), 1u) << run.err;
+    EXPECT_EQ(reasons[0], "2 of 3 checks not ok: postfix/smtp failed, dovecot/pop3 not running");
+}
+
+TEST_F(MsgStatus, OnlyDegradationsExit190WithTheRoundTripAsLatency)
+{
+    msg_test::fake_mail_setup setup;
+    setup.delivery_delay = 250ms;
+    msg_test::fake_mail_pair pair(setup);
+    fake_server smtp(msg_test::healthy_smtp());
+    const std::string credentials = msg_test::write_credentials(
+        dir_, "imap-credentials", std::string("probe\n") + msg_test::test_password + "\n");
+    const auto run = status("[postfix]\nsmtp = 127.0.0.1:" + port_of(smtp) + "\n[mailflow]\nmailflow = smtp-port="
+                            + std::to_string(pair.smtp_port()) + " imap-port=" + std::to_string(pair.imap_port())
+                            + "\n  imap-credentials-file=" + credentials
+                            + " probe-address=probe@example.org poll-interval-ms=20 warn-delay-ms=100\n");
+    EXPECT_EQ(run.exit_code, 190) << run.err;
+    const auto flow_row = row(run, "mailflow", "mailflow");
+    ASSERT_EQ(flow_row.size(), 5u) << run.out;
+    EXPECT_EQ(flow_row[2], "degraded");
+    EXPECT_GE(std::stol(flow_row[3]), 250);
+    EXPECT_TRUE(contains(flow_row[4], "mail flows slowly: round trip " + flow_row[3] + " ms"));
+    EXPECT_EQ(row(run, "postfix", "smtp").at(2), "ok");
+    EXPECT_EQ(msg_test::lines_of(run.err),
+              (std::vector<std::string>{"1 of 2 checks not ok: mailflow/mailflow degraded"}));
+    EXPECT_TRUE(pair.mailbox_uids().empty());
+}
+
+TEST_F(MsgStatus, JsonHasTheNodeVerdictAndEveryCheck)
+{
+    server_script refusing;
+    refusing.send("421 4.3.2 \"shutting\" down\\now\r\n").expect("QUIT");
+    fake_server smtp(refusing);
+    fake_server imap(imap_greeting_only());
+    const auto run = status("[postfix]\nsmtp = 127.0.0.1:" + port_of(smtp) + "\n[dovecot]\nimap = 127.0.0.1:"
+                                + port_of(imap) + "\n",
+                            true);
+    EXPECT_EQ(run.exit_code, 1);
+    ASSERT_EQ(msg_test::lines_of(run.out).size(), 1u) << run.out;
+    boost::property_tree::ptree tree;
+    std::istringstream text(run.out);
+    ASSERT_NO_THROW(boost::property_tree::read_json(text, tree)) << run.out;
+    char host[256] = {};
+    ::gethostname(host, sizeof host - 1);
+    EXPECT_EQ(tree.get<std::string>("node"), host);
+    EXPECT_EQ(tree.get<std::string>("state"), "failed");
+    EXPECT_EQ(tree.get<int>("exit_code"), 1);
+    std::vector<boost::property_tree::ptree> checks;
+    for (const auto& [key, check] : tree.get_child("checks"))
+        checks.push_back(check);
+    ASSERT_EQ(checks.size(), 2u);
+    EXPECT_EQ(checks[0].get<std::string>("service"), "postfix");
+    EXPECT_EQ(checks[0].get<std::string>("check"), "smtp");
+    EXPECT_EQ(checks[0].get<std::string>("protocol"), "smtp");
+    EXPECT_EQ(checks[0].get<std::string>("state"), "failed");
+    EXPECT_EQ(checks[0].get<int>("exit_code"), 1);
+    EXPECT_GE(checks[0].get<long>("latency_ms"), 0);
+    EXPECT_TRUE(contains(checks[0].get<std::string>("reason"), "421 4.3.2 \"shutting\" down\\now"));
+    EXPECT_EQ(checks[1].get<std::string>("service"), "dovecot");
+    EXPECT_EQ(checks[1].get<std::string>("state"), "ok");
+    EXPECT_EQ(checks[1].get<std::string>("reason"), "");
+}
+
+TEST_F(MsgStatus, ChecksRunAtOnceEachWithItsOwnDeadline)
+{
+    fake_server stalled_smtp(server_script().stall());
+    fake_server stalled_imap(server_script().stall());
+    const auto run = status("[postfix]\nsmtp = 127.0.0.1:" + port_of(stalled_smtp)
+                            + " deadline-ms=900\n[dovecot]\nimap = 127.0.0.1:" + port_of(stalled_imap)
+                            + " deadline-ms=600\n");
+    EXPECT_EQ(run.exit_code, 1);
+    EXPECT_TRUE(contains(row(run, "postfix", "smtp").at(4), "no SMTP banner within 900 ms"));
+    EXPECT_TRUE(contains(row(run, "dovecot", "imap").at(4), "no IMAP greeting within 600 ms"));
+    // One after the other they would take 1.5 s.
+    EXPECT_LT(run.elapsed, 1400ms);
+}
+
+TEST_F(MsgStatus, UnsafeMissingOrMalformedConfigurationIsMisconfigured)
+{
+    fake_server smtp(msg_test::healthy_smtp());
+    const std::string good = "[postfix]\nsmtp = 127.0.0.1:" + port_of(smtp) + "\n";
+    const auto expect_six = [](const msg_test::helper_run& run, const std::string& part) {
+        EXPECT_EQ(run.exit_code, 6);
+        EXPECT_EQ(run.out, "");
+        const auto lines = msg_test::lines_of(run.err);
+        ASSERT_EQ(lines.size(), 1u) << run.err;
+        EXPECT_TRUE(contains(lines[0], part));
+    };
+    const std::string file = write_config(good, 0664);
+    expect_six(msg_test::run_helper(MSG_STATUS_PATH, {"--config", file}),
+               "configuration file '" + file + "' is writable by group or others (mode 0664): it must not be");
+    write_config(good);
+    ASSERT_EQ(::chown(file.c_str(), 65534, 65534), 0);
+    expect_six(msg_test::run_helper(MSG_STATUS_PATH, {"--config", file}), "is not owned by root");
+    const std::string absent = (dir_.path() / "absent.conf").string();
+    expect_six(msg_test::run_helper(MSG_STATUS_PATH, {"--config", absent}),
+               "cannot open configuration file '" + absent + "': No such file or directory");
+    ASSERT_EQ(::chown(file.c_str(), 0, 0), 0);
+    expect_six(status("[postfix]\nsmtp = 127.0.0.1:25 sometimes\n"), "msg-status.conf:2: unknown smtp option");
+    EXPECT_EQ(smtp.connections(), 0u);
+}
+
+TEST_F(MsgStatus, BadUsageExitsTwo)
+{
+    const auto run = msg_test::run_helper(MSG_STATUS_PATH, {"--verbose"});
+    EXPECT_EQ(run.exit_code, 2);
+    EXPECT_EQ(msg_test::lines_of(run.err).size(), 1u) << run.err;
+}
+
+TEST_F(MsgStatus, HelpDocumentsTheConfigurationAndCodes)
+{
+    const auto run = msg_test::run_helper(MSG_STATUS_PATH, {"--help"});
+    EXPECT_EQ(run.exit_code, 0);
+    for (const char* part : {"--config", "--json", "[SERVICE]", "CHECK = [PROTOCOL] [ADDRESS] [OPTION[=VALUE]]",
+                             "mailflow", "probe-address", "not running", "LATENCY_MS", "owned by root", "190"})
+        EXPECT_TRUE(contains(run.out, part)) << part;
+}
+
+} // namespace
