@@ -11,6 +11,9 @@
 #include "test_certificates.hpp"
 #include "text_assertions.hpp"
 
+// property_tree's JSON parser still includes the old boost/bind.hpp, which
+// otherwise announces its deprecated global placeholders on every build.
+#define BOOST_BIND_GLOBAL_PLACEHOLDERS
 #include <boost/property_tree/json_parser.hpp>
 #include <boost/property_tree/ptree.hpp>
 #include <gtest/gtest.h>
