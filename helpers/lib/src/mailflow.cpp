@@ -229,7 +229,8 @@ outcome attend(line_channel& channel, const mailflow_options& options, const cre
     imap.expect_ok(imap.command("LOGOUT", "LOGOUT"), "LOGOUT");
     channel.close();
 
-    log_info("mail flow: probe message " + token + " to " + printable_excerpt(options.probe_address, 64)
+    // Debug only: the agent runs this every monitor interval.
+    log_debug("mail flow: probe message " + token + " to " + printable_excerpt(options.probe_address, 64)
              + " arrived in " + ms_text(*state.round_trip));
     if (options.warn_delay > milliseconds::zero() && *state.round_trip > options.warn_delay)
         return outcome::degraded("mail flows slowly: round trip " + ms_text(*state.round_trip)
