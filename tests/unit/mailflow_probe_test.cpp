@@ -268,7 +268,7 @@ TEST_F(MailflowProbe, MailboxStallingWhilePollingEndsAtDeadline)
     options.max_delay = 5000ms;
     const auto run_result = run(options);
     expect_failure(run_result.as_timed(),
-                   "deadline passed while waiting for delivery: no reply to UID SEARCH within 900 ms", 900ms + slack);
+                   "deadline passed while waiting for delivery: no reply to UID SEARCH within ", 900ms + slack);
     EXPECT_GE(run_result.elapsed, 850ms);
 }
 
@@ -279,7 +279,7 @@ TEST_F(MailflowProbe, MailboxStallingAtLoginEndsAtDeadline)
     fake_mail_pair pair(setup);
     const auto run_result = run(options_for(pair, 700ms));
     expect_failure(run_result.as_timed(),
-                   "deadline passed while logging in to the mailbox: no reply to LOGIN within 700 ms", 700ms + slack);
+                   "deadline passed while logging in to the mailbox: no reply to LOGIN within ", 700ms + slack);
     EXPECT_EQ(pair.smtp().connections(), 0u);
 }
 
