@@ -91,11 +91,6 @@ class MailStack:
         """Delete Dovecot's LMTP unix socket under the running Dovecot (which does not recreate it)."""
         self.dovecot.lmtp_socket.unlink()
 
-    def deliver_over_lmtp_tcp(self) -> None:
-        """Point Postfix's virtual delivery at Dovecot's LMTP TCP listener instead (then reload)."""
-        self.postfix.set_main(virtual_transport=f"lmtp:inet:127.0.0.1:{self.dovecot.lmtp_port}")
-        self.postfix.postfix("reload")
-
     def flush(self) -> None:
         """`postfix flush`: retry deferred mail now (after a fault is repaired)."""
         self.postfix.postfix("flush")
