@@ -82,19 +82,13 @@ protected:
         config_dir_ = base_ / "etc";
         spool_ = base_ / "spool";
         data_ = base_ / "data";
-        fs::create_directories(config_dir_);
-        fs::create_directories(spool_);
-        fs::create_directories(data_);
-        const passwd* postfix_user = ::getpwnam("postfix");
-        ASSERT_NE(postfix_user, nullptr) << "the postfix package is not installed";
-        ASSERT_EQ(::chown(data_.c_str(), postfix_user->pw_uid, postfix_user->pw_gid), 0);
-        write_main_cf("");
-        write_master_cf();
+        create_instance(base_);
     }
 
     void TearDown() override
     {
         stop_postfix();
+        stop_master(other_master_);
         for (pid_t pid : strangers_) {
             ::kill(pid, SIGKILL);
             ::waitpid(pid, nullptr, 0);
@@ -102,14 +96,31 @@ protected:
         fs::remove_all(base_);
     }
 
-    void write_main_cf(const std::string& extra) const
+    // An instance's config, queue and data directories under `root`: this
+    // test's own under base_, another one (in the same binary) under a
+    // subdirectory of it.
+    void create_instance(const fs::path& root) const
     {
-        std::ofstream main_cf(config_dir_ / "main.cf", std::ios::trunc);
+        fs::create_directories(root / "etc");
+        fs::create_directories(root / "spool");
+        fs::create_directories(root / "data");
+        const passwd* postfix_user = ::getpwnam("postfix");
+        ASSERT_NE(postfix_user, nullptr) << "the postfix package is not installed";
+        ASSERT_EQ(::chown((root / "data").c_str(), postfix_user->pw_uid, postfix_user->pw_gid), 0);
+        write_main_cf("", root);
+        write_master_cf(root);
+    }
+
+    void write_main_cf(const std::string& extra) const { write_main_cf(extra, base_); }
+
+    void write_main_cf(const std::string& extra, const fs::path& root) const
+    {
+        std::ofstream main_cf(root / "etc" / "main.cf", std::ios::trunc);
         main_cf << "compatibility_level = 3.6\n"
-                << "queue_directory = " << spool_.string() << "\n"
-                << "data_directory = " << data_.string() << "\n"
+                << "queue_directory = " << (root / "spool").string() << "\n"
+                << "data_directory = " << (root / "data").string() << "\n"
                 << "syslog_name = postfix-msg-recover-test\n"
-                << "maillog_file = " << (base_ / "maillog").string() << "\n"
+                << "maillog_file = " << (root / "maillog").string() << "\n"
                 << "maillog_file_prefixes = " << base_.string() << "\n"
                 << "myhostname = mx.example.com\nmydomain = example.com\nmyorigin = example.com\n"
                 << "mydestination =\ninet_interfaces = 127.0.0.1\ninet_protocols = ipv4\n"
@@ -118,9 +129,9 @@ protected:
                 << extra;
     }
 
-    void write_master_cf() const
+    void write_master_cf(const fs::path& root) const
     {
-        std::ofstream master_cf(config_dir_ / "master.cf", std::ios::trunc);
+        std::ofstream master_cf(root / "etc" / "master.cf", std::ios::trunc);
         master_cf << "127.0.0.1:" << free_port() << " inet n - n - - smtpd\n"
                   << "pickup unix n - n 60 1 pickup\n"
                   << "cleanup unix n - n - 0 cleanup\n"
@@ -155,25 +166,28 @@ protected:
         return opts;
     }
 
-    msg::child_result postfix_command(const std::string& action) const
+    msg::child_result postfix_command(const std::string& action, const fs::path& root) const
     {
         msg::child_command command;
         command.program = "/usr/sbin/postfix";
-        command.args = {"-c", config_dir_.string(), action};
+        command.args = {"-c", (root / "etc").string(), action};
         command.stderr_is_tty = true;
         return msg::run_child(command, deadline::after(30s));
     }
 
     // Starts the instance; returns its master's pid (0 on failure).
-    pid_t start_postfix()
+    pid_t start_postfix() { return master_ = start_instance(base_); }
+
+    // Starts the instance under `root`; returns its master's pid (0 on failure).
+    pid_t start_instance(const fs::path& root) const
     {
-        const auto started = postfix_command("start");
+        const auto started = postfix_command("start", root);
         EXPECT_TRUE(started.succeeded()) << started.describe_end() << ": " << started.err;
         for (int i = 0; i < 300; ++i) {
-            const auto check = msg::check_pid_file(pid_file(), {"/usr/lib/postfix/sbin/master"});
+            const auto check =
+                msg::check_pid_file(root / "spool" / "pid" / "master.pid", {"/usr/lib/postfix/sbin/master"});
             if (check.state == msg::pid_file_state::running) {
-                master_ = check.pid;
-                return master_;
+                return check.pid;
             }
             ::usleep(10000);
         }
@@ -181,24 +195,26 @@ protected:
         return 0;
     }
 
-    void stop_postfix()
+    void stop_postfix() { stop_master(master_); }
+
+    static void stop_master(pid_t& master)
     {
-        if (master_ <= 0) {
+        if (master <= 0) {
             return;
         }
         // Kill by pid whatever is left of the instance, then reap what this
         // subreaper inherited.
-        for (pid_t pid : msg::process_tree(master_)) {
+        for (pid_t pid : msg::process_tree(master)) {
             ::kill(pid, SIGKILL);
         }
-        for (int i = 0; i < 200 && msg::process_alive(master_); ++i) {
+        for (int i = 0; i < 200 && msg::process_alive(master); ++i) {
             while (::waitpid(-1, nullptr, WNOHANG) > 0) {
             }
             ::usleep(10000);
         }
         while (::waitpid(-1, nullptr, WNOHANG) > 0) {
         }
-        master_ = 0;
+        master = 0;
     }
 
     pid_t stranger()
@@ -224,6 +240,7 @@ protected:
     fs::path spool_;
     fs::path data_;
     pid_t master_ = 0;
+    pid_t other_master_ = 0;  // of another instance, under base_ / "other"
     std::vector<pid_t> strangers_;
 };
 
@@ -279,6 +296,37 @@ TEST_F(PostfixRecovery, StalePidNamingAStrangerIsRemovedAndTheStrangerLives)
     EXPECT_FALSE(report.master_running);
     EXPECT_EQ(report.removed, std::vector<fs::path>{pid_file()});
     EXPECT_TRUE(msg::process_alive(other));
+}
+
+TEST_F(PostfixRecovery, StalePidNamingAnotherInstancesMasterIsRemovedAndThatMasterLives)
+{
+    // Instance A runs; this test's instance B is down, and both its pid
+    // files (left by a dead master whose pid A's master now has, or copied
+    // from A) name A's live master: the same program, started before they
+    // were written, but working in A's queue_directory, not B's.
+    const fs::path other = base_ / "other";
+    create_instance(other);
+    other_master_ = start_instance(other);
+    ASSERT_GT(other_master_, 0);
+    write_file(pid_file(), padded_pid(other_master_));
+    write_file(lock_file(), padded_pid(other_master_));
+
+    const auto report = msg::recover_postfix(options(), standalone, deadline::after(60s));
+
+    ASSERT_TRUE(report.result.healthy()) << report.result.reason();
+    EXPECT_FALSE(report.master_running);
+    EXPECT_EQ(report.master_pid, 0);
+    EXPECT_EQ(report.removed, (std::vector<fs::path>{pid_file(), lock_file()}));
+    EXPECT_FALSE(fs::exists(pid_file()));
+    EXPECT_FALSE(fs::exists(lock_file()));
+    EXPECT_EQ(report.summary,
+              "recovered postfix: removed 2 stale files; queue structure checked; config check clean; "
+              "standalone (no corosync)");
+    // A is untouched: its master alive and still the one its own pid file names.
+    EXPECT_TRUE(msg::process_alive(other_master_));
+    const auto a = msg::check_pid_file(other / "spool" / "pid" / "master.pid", {"/usr/lib/postfix/sbin/master"});
+    EXPECT_EQ(a.state, msg::pid_file_state::running);
+    EXPECT_EQ(a.pid, other_master_);
 }
 
 TEST_F(PostfixRecovery, RunningInstanceIsLeftAlone)

@@ -67,17 +67,11 @@ outcome read_base_dir(const dovecot_recovery_options& options, const deadline& l
 bool find_live_master(const dovecot_recovery_options& options, const fs::path& base_dir,
                       dovecot_recovery_report& report, pid_file_check& check)
 {
-    check = check_pid_file(base_dir / "master.pid", {options.dovecot});
-    if (check.state != pid_file_state::running) {
-        return false;
-    }
+    const fs::path pid_file = base_dir / "master.pid";
     // The master works in its base_dir; the master of another instance
     // (same binary) that a stale pid file happens to name does not.
-    std::error_code ec;
-    if (!fs::equivalent("/proc/" + std::to_string(check.pid) + "/cwd", base_dir, ec)) {
-        check.state = pid_file_state::stale_foreign;
-        check.reason = "pid file " + (base_dir / "master.pid").string() + " names pid " + std::to_string(check.pid) +
-                       ", a dovecot working outside " + base_dir.string() + ": another instance, not signalling it";
+    check = require_working_directory(check_pid_file(pid_file, {options.dovecot}), pid_file, base_dir, "dovecot");
+    if (check.state != pid_file_state::running) {
         return false;
     }
     report.master_running = true;

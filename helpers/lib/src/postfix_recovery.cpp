@@ -126,8 +126,14 @@ bool find_live_master(const postfix_layout& layout, postfix_recovery_report& rep
     const fs::path lock_file = layout.data_directory / "master.lock";
     const std::vector<fs::path> master_exe{layout.daemon_directory / "master"};
 
-    pid_check = check_pid_file(pid_file, master_exe);
-    const auto lock_check = check_pid_file(lock_file, master_exe);
+    // The master works in its queue_directory; the master of another
+    // instance (same binary) that a stale file happens to name does not.
+    const auto master_check = [&](const fs::path& file) {
+        return require_working_directory(check_pid_file(file, master_exe), file, layout.queue_directory,
+                                         "postfix master");
+    };
+    pid_check = master_check(pid_file);
+    const auto lock_check = master_check(lock_file);
     for (const pid_file_check& check : {pid_check, lock_check}) {
         if (check.state == pid_file_state::running) {
             report.master_running = true;

@@ -305,6 +305,21 @@ pid_file_check check_pid_file(const std::filesystem::path& pid_file,
     return check;
 }
 
+pid_file_check require_working_directory(pid_file_check check, const std::filesystem::path& pid_file,
+                                         const std::filesystem::path& work_dir, const std::string& daemon)
+{
+    if (check.state != pid_file_state::running) {
+        return check;
+    }
+    std::error_code ec;
+    if (!std::filesystem::equivalent(proc_path(check.pid, "cwd"), work_dir, ec)) {
+        check.state = pid_file_state::stale_foreign;
+        check.reason = "pid file " + pid_file.string() + " names pid " + std::to_string(check.pid) + ", a " + daemon +
+                       " working outside " + work_dir.string() + ": another instance, not signalling it";
+    }
+    return check;
+}
+
 outcome check_daemon_process(const std::filesystem::path& pid_file,
                              const std::vector<std::filesystem::path>& daemon_exes, bool with_tree, std::ostream& out)
 {

@@ -46,6 +46,16 @@ struct proc_stat {
 pid_file_check check_pid_file(const std::filesystem::path& pid_file,
                               const std::vector<std::filesystem::path>& daemon_exes);
 
+// For a daemon that works in a directory of its own (Postfix's master in its
+// queue_directory, Dovecot's in its base_dir): a `running` check whose
+// process's working directory (/proc/PID/cwd) is not `work_dir` becomes
+// stale_foreign, with a reason naming `daemon` and the directory. That
+// process is the same program serving another instance, which a stale pid
+// file happens to name: callers must never signal it. Other states are
+// returned unchanged.
+pid_file_check require_working_directory(pid_file_check check, const std::filesystem::path& pid_file,
+                                         const std::filesystem::path& work_dir, const std::string& daemon);
+
 // `msg-probe process`: success when the pid file's process is the daemon,
 // writing its pid to `out` (with `with_tree`, the pids of it and all its
 // descendants, one per line); not_running with check_pid_file's reason
