@@ -1,14 +1,13 @@
 // The msg-probe binary end to end, as an agent runs it: exit status and
 // exactly one reason line on stderr (none on success).
 #include "fake_server.hpp"
+#include "probe_checks.hpp"
 #include "spawn_helper.hpp"
 #include "test_certificates.hpp"
 #include "text_assertions.hpp"
 
 #include <gtest/gtest.h>
 
-#include <netinet/in.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -20,6 +19,7 @@ namespace {
 using namespace std::chrono_literals;
 using msg_test::contains;
 using msg_test::fake_server;
+using msg_test::free_port;
 using msg_test::helper_run;
 using msg_test::server_script;
 
@@ -46,19 +46,6 @@ void expect_one_reason_line(const helper_run& run, const std::string& part)
     EXPECT_TRUE(contains(lines.front(), part));
     EXPECT_TRUE(msg_test::printable_ascii(lines.front()));
     EXPECT_EQ(run.out, "");
-}
-
-std::uint16_t free_port()
-{
-    const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in address{};
-    address.sin_family = AF_INET;
-    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    ::bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof address);
-    socklen_t length = sizeof address;
-    ::getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length);
-    ::close(fd);
-    return ntohs(address.sin_port);
 }
 
 TEST(MsgProbeCli, HealthySmtpExitsZeroSilently)

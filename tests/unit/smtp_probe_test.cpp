@@ -5,12 +5,12 @@
 #include "msg/smtp.hpp"
 
 #include "fake_server.hpp"
+#include "probe_checks.hpp"
 #include "test_certificates.hpp"
 #include "text_assertions.hpp"
 
 #include <gtest/gtest.h>
 
-#include <netinet/in.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -24,15 +24,13 @@ using namespace std::chrono_literals;
 using msg::ocf_code;
 using msg_test::contains;
 using msg_test::fake_server;
+using msg_test::free_port;
 using msg_test::server_script;
 
 // Scheduling noise on a shared 2-core machine, never a real overrun.
 constexpr auto slack = 300ms;
 
-struct timed_outcome {
-    msg::outcome result;
-    std::chrono::milliseconds elapsed;
-};
+using msg_test::timed_outcome;
 
 msg::smtp_options options_for(std::uint16_t port, std::chrono::milliseconds limit = 1000ms)
 {
@@ -45,24 +43,7 @@ msg::smtp_options options_for(std::uint16_t port, std::chrono::milliseconds limi
 
 timed_outcome run(const msg::smtp_options& options)
 {
-    const auto started = std::chrono::steady_clock::now();
-    msg::outcome result = msg::check_smtp(options, msg::deadline::after(options.where.time_limit));
-    return {result,
-            std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started)};
-}
-
-// A port on 127.0.0.1 that nothing listens on (bound, read, closed).
-std::uint16_t free_port()
-{
-    const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in address{};
-    address.sin_family = AF_INET;
-    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    ::bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof address);
-    socklen_t length = sizeof address;
-    ::getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length);
-    ::close(fd);
-    return ntohs(address.sin_port);
+    return msg_test::timed([&] { return msg::check_smtp(options, msg::deadline::after(options.where.time_limit)); });
 }
 
 // Banner and an EHLO reply offering STARTTLS, up to the STARTTLS command.
