@@ -16,14 +16,14 @@ import signal
 import socket
 import threading
 import time
-import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
 
 import procs
+from agent_checks import expect_meta_data, expect_ocf_tester_passes
 from dovecot_instance import PROBE_USER, DovecotInstance
-from ocf import OCF, AgentResource, Result, expect, expect_reason, run_agent, snapshot, wait_for
+from ocf import OCF, AgentResource, Result, expect, expect_reason, snapshot, wait_for
 
 START_MS = 60000
 STOP_MS = 30000
@@ -87,31 +87,16 @@ def summary_of(r: Result) -> str:
 
 
 def test_meta_data_advertises_spec_parameters_and_depths(dovecot_agent: Path) -> None:
-    r = run_agent(dovecot_agent, "meta-data", {})
-    expect(r, OCF.SUCCESS)
-    root = ET.fromstring(r.stdout)
-    params = {p.get("name") for p in root.iter("parameter")}
-    for name in ("binary", "config_file", "probe_host", "imap_port", "pop3_port", "lmtp_socket",
-                 "credentials_file", "probe_mailbox", "mail_root", "min_free_percent", "cert_warn_days",
-                 "probe_tls"):
-        assert name in params, f"meta-data lacks parameter {name}; has {sorted(params)}"
-    depths = {a.get("depth") for a in root.iter("action") if a.get("name") == "monitor"}
-    assert {"0", "10", "20"} <= depths, f"monitor depths advertised: {depths}"
-    actions = {a.get("name") for a in root.iter("action")}
-    assert {"start", "stop", "monitor", "validate-all", "meta-data", "reload", "reload-agent"} <= actions
+    expect_meta_data(dovecot_agent, ("binary", "config_file", "probe_host", "imap_port", "pop3_port", "lmtp_socket",
+                                     "credentials_file", "probe_mailbox", "mail_root", "min_free_percent",
+                                     "cert_warn_days", "probe_tls"))
 
 
 def test_ocf_tester_passes(dovecot_agent: Path, dovecot: DovecotInstance) -> None:
-    r = procs.run(["/usr/sbin/ocf-tester", "-n", "itest",
-                   "-o", f"config_file={dovecot.config_file}",
-                   "-o", f"imap_port={dovecot.imap_port}",
-                   "-o", f"pop3_port={dovecot.pop3_port}",
-                   "-o", f"credentials_file={dovecot.credentials_file}",
-                   "-o", f"mail_root={dovecot.mail_root}",
-                   str(dovecot_agent)], timeout=300)
-    assert r.returncode == 0 and "passed all tests" in r.stdout, (
-        f"ocf-tester rc={r.returncode}\n{r.stdout}\n{r.stderr}")
-    assert not dovecot.processes(), f"ocf-tester ends with stop, yet left {procs.describe(dovecot.processes())}"
+    expect_ocf_tester_passes(dovecot_agent, {"config_file": dovecot.config_file, "imap_port": dovecot.imap_port,
+                                             "pop3_port": dovecot.pop3_port,
+                                             "credentials_file": dovecot.credentials_file,
+                                             "mail_root": dovecot.mail_root}, dovecot.processes, timeout_s=300)
 
 
 def test_unknown_action_is_unimplemented(rsc: Dovecot) -> None:

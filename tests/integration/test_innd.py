@@ -14,15 +14,15 @@ import contextlib
 import os
 import signal
 import stat
-import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Callable, Iterator
 
 import pytest
 
 import procs
+from agent_checks import expect_meta_data, expect_ocf_tester_passes
 from inn_instance import INN_BIN, PROBE_GROUP, InnInstance, nntp_exchange
-from ocf import OCF, AgentResource, Result, agent_path, expect, expect_reason, run_agent, snapshot, wait_for
+from ocf import OCF, AgentResource, Result, agent_path, expect, expect_reason, snapshot, wait_for
 from postfix_instance import free_port, make_base_dir, rmtree, self_signed_cert
 
 START_MS = 30000
@@ -118,27 +118,13 @@ def stopped_cleanly(r: AgentResource, inn: InnInstance, timeout_ms: int = STOP_M
 
 
 def test_meta_data_advertises_spec_parameters_and_depths(innd_agent: Path) -> None:
-    r = run_agent(innd_agent, "meta-data", {})
-    expect(r, OCF.SUCCESS)
-    root = ET.fromstring(r.stdout)
-    params = {p.get("name") for p in root.iter("parameter")}
-    for name in ("inn_conf", "probe_host", "port", "probe_group", "credentials_file", "probe_tls",
-                 "probe_timeout", "cert_warn_days"):
-        assert name in params, f"meta-data lacks parameter {name}; has {sorted(params)}"
-    depths = {a.get("depth") for a in root.iter("action") if a.get("name") == "monitor"}
-    assert {"0", "10", "20"} <= depths, f"monitor depths advertised: {depths}"
-    actions = {a.get("name") for a in root.iter("action")}
-    assert {"start", "stop", "monitor", "validate-all", "meta-data", "reload", "reload-agent"} <= actions
+    expect_meta_data(innd_agent, ("inn_conf", "probe_host", "port", "probe_group", "credentials_file", "probe_tls",
+                                  "probe_timeout", "cert_warn_days"))
 
 
 def test_ocf_tester_passes(innd_agent: Path, inn: InnInstance) -> None:
-    r = procs.run(["/usr/sbin/ocf-tester", "-n", "itest",
-                   "-o", f"inn_conf={inn.inn_conf}",
-                   "-o", f"probe_group={PROBE_GROUP}",
-                   str(innd_agent)], timeout=240)
-    assert r.returncode == 0 and "passed all tests" in r.stdout, (
-        f"ocf-tester rc={r.returncode}\n{r.stdout}\n{r.stderr}")
-    assert not inn.processes(), f"ocf-tester ends with stop, yet left pids {inn.processes()}"
+    expect_ocf_tester_passes(innd_agent, {"inn_conf": inn.inn_conf, "probe_group": PROBE_GROUP}, inn.processes,
+                             timeout_s=240)
 
 
 # ---------------------------------------------------------------------------

@@ -10,17 +10,15 @@ from __future__ import annotations
 
 import errno
 import os
-import re
 import signal
 import socket
-import time
-import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
 
 import procs
-from ocf import OCF, Result, run_agent
+from agent_checks import expect_meta_data, expect_ocf_tester_passes
+from ocf import OCF, AgentResource, Result, expect, expect_reason, snapshot, wait_for
 from postfix_instance import PostfixInstance, free_port, self_signed_cert, settle
 
 START_MS = 20000
@@ -32,64 +30,24 @@ PROBE_RECIPIENT = "postmaster@example.com"
 PROBE_SENDER = "probe@example.org"
 
 
-class Resource:
-    """The agent bound to one instance: r.start(), r.monitor(10), r.probe(), r("validate-all")..."""
+class Resource(AgentResource):
+    """ocf:messaging:postfix bound to one instance, probing its SMTP port with the probe addresses."""
 
     def __init__(self, agent: Path, inst: PostfixInstance, instance: str = "itest", **params: object):
-        self.agent = agent
-        self.inst = inst
-        self.instance = instance
-        self.params: dict[str, object] = {
+        super().__init__(agent, {
             "config_dir": inst.config_dir,
             "probe_host": "127.0.0.1",
             "probe_port": inst.smtp_port,
             "probe_sender": PROBE_SENDER,
             "probe_recipient": PROBE_RECIPIENT,
-        }
-        self.params.update(params)
-
-    def __call__(self, action: str, *, check_level: int | None = None, interval_ms: int = 0,
-                 timeout_ms: int = MONITOR_MS, **override: object) -> Result:
-        params = {**self.params, **override}
-        params = {k: v for k, v in params.items() if v is not None}
-        return run_agent(self.agent, action, params, check_level=check_level,
-                         interval_ms=interval_ms, timeout_ms=timeout_ms, instance=self.instance)
-
-    def start(self, **kw) -> Result:
-        return self("start", timeout_ms=START_MS, **kw)
-
-    def stop(self, **kw) -> Result:
-        return self("stop", timeout_ms=STOP_MS, **kw)
-
-    def monitor(self, level: int, timeout_ms: int = MONITOR_MS, **kw) -> Result:
-        """A recurring monitor (interval 10 s) at OCF_CHECK_LEVEL level."""
-        return self("monitor", check_level=level, interval_ms=10000, timeout_ms=timeout_ms, **kw)
-
-    def probe(self, **kw) -> Result:
-        """A probe: monitor with interval 0, as Pacemaker runs it (depth 0)."""
-        return self("monitor", interval_ms=0, **kw)
-
-    def validate(self, **kw) -> Result:
-        return self("validate-all", **kw)
+            **params,
+        }, instance=instance, start_ms=START_MS, stop_ms=STOP_MS, monitor_ms=MONITOR_MS)
+        self.inst = inst
 
 
 @pytest.fixture
 def rsc(postfix_agent: Path, postfix: PostfixInstance) -> Resource:
     return Resource(postfix_agent, postfix)
-
-
-def expect(r: Result, *codes: int) -> None:
-    """Fail (at the caller's line) unless the agent exited with one of codes."""
-    __tracebackhide__ = True
-    if r.rc not in codes:
-        pytest.fail(f"expected {' or '.join(OCF(c).name for c in codes)}, got:\n{r.describe()}")
-
-
-def expect_reason(r: Result, pattern: str = r"\S") -> None:
-    """Fail unless the agent gave an ocf-exit-reason matching pattern (case-insensitive)."""
-    __tracebackhide__ = True
-    if not (r.exit_reason and re.search(pattern, r.exit_reason, re.IGNORECASE)):
-        pytest.fail(f"expected an ocf-exit-reason matching /{pattern}/, got:\n{r.describe()}")
 
 
 def started(r: Resource) -> int:
@@ -108,47 +66,14 @@ def stopped_cleanly(r: Resource, timeout_ms: int = STOP_MS) -> Result:
     expect(res, OCF.SUCCESS)
     assert res.elapsed < timeout_ms / 1000, f"stop overran its {timeout_ms} ms timeout\n{res.describe()}"
     left = r.inst.processes()
-    assert not left, f"stop returned 0 but left processes of the instance: {_ps(left)}\n{res.describe()}"
+    assert not left, f"stop returned 0 but left processes of the instance: {procs.describe(left)}\n{res.describe()}"
     return res
-
-
-def _ps(pids: list[int]) -> str:
-    out = []
-    for p in pids:
-        try:
-            comm = Path(f"/proc/{p}/comm").read_text().strip()
-        except OSError:
-            comm = "?"
-        out.append(f"{p}({comm},{procs.state(p)})")
-    return " ".join(out)
-
-
-def wait_for(pred, timeout_s: float, what: str, period_s: float = 0.1):
-    deadline = time.monotonic() + timeout_s
-    while True:
-        v = pred()
-        if v:
-            return v
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
-        time.sleep(period_s)
 
 
 def idle_smtpd(inst: PostfixInstance) -> int:
     """Make sure an idle smtpd child exists (serve one connection) and return its pid."""
     assert inst.smtp_answers(), "SMTP does not answer"
     return wait_for(lambda: inst.children("smtpd"), 5, "an idle smtpd")[0]
-
-
-def snapshot(root: Path) -> dict[str, tuple]:
-    """Everything below root except access times: to prove an action created/changed nothing."""
-    snap = {}
-    for dirpath, dirnames, filenames in os.walk(root):
-        for name in dirnames + filenames:
-            p = Path(dirpath) / name
-            st = p.lstat()
-            snap[str(p.relative_to(root))] = (st.st_mode, st.st_uid, st.st_gid, st.st_size, st.st_mtime_ns)
-    return snap
 
 
 def break_main_cf(inst: PostfixInstance) -> None:
@@ -163,28 +88,13 @@ def break_main_cf(inst: PostfixInstance) -> None:
 
 
 def test_meta_data_advertises_spec_parameters_and_depths(postfix_agent: Path) -> None:
-    r = run_agent(postfix_agent, "meta-data", {})
-    expect(r, OCF.SUCCESS)
-    root = ET.fromstring(r.stdout)
-    params = {p.get("name") for p in root.iter("parameter")}
-    for name in ("binary", "config_dir", "probe_host", "probe_port", "probe_tls", "cert_warn_days",
-                 "queue_warn", "bind_address"):
-        assert name in params, f"meta-data lacks parameter {name}; has {sorted(params)}"
-    depths = {a.get("depth") for a in root.iter("action") if a.get("name") == "monitor"}
-    assert {"0", "10", "20"} <= depths, f"monitor depths advertised: {depths}"
-    actions = {a.get("name") for a in root.iter("action")}
-    assert {"start", "stop", "monitor", "validate-all", "meta-data", "reload", "reload-agent"} <= actions
+    expect_meta_data(postfix_agent, ("binary", "config_dir", "probe_host", "probe_port", "probe_tls", "cert_warn_days",
+                                     "queue_warn", "bind_address"))
 
 
 def test_ocf_tester_passes(postfix_agent: Path, postfix: PostfixInstance) -> None:
-    r = procs.run(["/usr/sbin/ocf-tester", "-n", "itest",
-                   "-o", f"config_dir={postfix.config_dir}",
-                   "-o", "probe_host=127.0.0.1",
-                   "-o", f"probe_port={postfix.smtp_port}",
-                   str(postfix_agent)], timeout=180)
-    assert r.returncode == 0 and "passed all tests" in r.stdout, (
-        f"ocf-tester rc={r.returncode}\n{r.stdout}\n{r.stderr}")
-    assert not postfix.processes(), f"ocf-tester ends with stop, yet left {_ps(postfix.processes())}"
+    expect_ocf_tester_passes(postfix_agent, {"config_dir": postfix.config_dir, "probe_host": "127.0.0.1",
+                                             "probe_port": postfix.smtp_port}, postfix.processes, timeout_s=180)
 
 
 def test_unknown_action_is_unimplemented(rsc: Resource) -> None:
@@ -329,7 +239,7 @@ def test_broken_main_cf_under_running_postfix(rsc: Resource) -> None:
 
     # `postfix stop` refuses a broken main.cf; the agent must stop every process anyway.
     procs_before = inst.processes()
-    assert len(procs_before) >= 5, _ps(procs_before)
+    assert len(procs_before) >= 5, procs.describe(procs_before)
     stopped_cleanly(rsc)
 
 
@@ -339,7 +249,7 @@ def test_start_with_broken_main_cf_fails_with_reason(rsc: Resource) -> None:
     expect(r, OCF.ERR_CONFIGURED, OCF.ERR_GENERIC)
     expect_reason(r)
     assert r.elapsed < START_MS / 1000
-    assert not rsc.inst.processes(), _ps(rsc.inst.processes())
+    assert not rsc.inst.processes(), procs.describe(rsc.inst.processes())
 
 
 # ---------------------------------------------------------------------------

@@ -15,14 +15,14 @@ import pwd
 import signal
 import subprocess
 import time
-import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Callable, Iterator
 
 import pytest
 
 import procs
-from ocf import OCF, AgentResource, Result, agent_path, expect, expect_reason, run_agent, wait_for
+from agent_checks import expect_meta_data, expect_ocf_tester_passes
+from ocf import OCF, AgentResource, Result, agent_path, expect, expect_reason, wait_for
 from postfix_instance import free_port
 from slapd_instance import (MONITOR_DN, PEOPLE, PROBE_ENTRY, ROOT_DN, SLAPD, SUFFIX, PausableProxy,
                             SlapdInstance, acknowledged_adds, entry_ldif, make_base_dir, rmtree)
@@ -152,30 +152,18 @@ def bulk_dns(inst: SlapdInstance, prefix: str) -> set[str]:
 
 
 def test_meta_data_advertises_spec_parameters_and_depths(slapd_agent: Path) -> None:
-    r = run_agent(slapd_agent, "meta-data", {})
-    expect(r, OCF.SUCCESS)
-    root = ET.fromstring(r.stdout)
-    params = {p.get("name") for p in root.iter("parameter")}
-    for name in ("slapd", "config", "services", "user", "group", "suffix", "bind_dn", "bind_password_file",
-                 "probe_entry", "provider_uri", "max_replication_lag", "replication_lag_warn",
-                 "maxsize_warn_percent", "pidfile", "write_probe_attr"):
-        assert name in params, f"meta-data lacks parameter {name}; has {sorted(params)}"
+    params = expect_meta_data(slapd_agent, ("slapd", "config", "services", "user", "group", "suffix", "bind_dn",
+                                            "bind_password_file", "probe_entry", "provider_uri",
+                                            "max_replication_lag", "replication_lag_warn", "maxsize_warn_percent",
+                                            "pidfile", "write_probe_attr"), actions=())
     assert "password" not in params, "a password must never be a parameter (it would show in the CIB)"
-    depths = {a.get("depth") for a in root.iter("action") if a.get("name") == "monitor"}
-    assert {"0", "10", "20"} <= depths, f"monitor depths advertised: {depths}"
 
 
 @pytest.mark.parametrize("config_format", ["ldif", "conf"])
 def test_ocf_tester_passes(slapd_agent: Path, make_slapd: MakeSlapd, config_format: str) -> None:
     inst = make_slapd(config_format)
-    r = procs.run(["/usr/sbin/ocf-tester", "-n", "itest",
-                   "-o", f"config={inst.config}",
-                   "-o", f"services={inst.services}",
-                   "-o", f"suffix={SUFFIX}",
-                   str(slapd_agent)], timeout=180)
-    assert r.returncode == 0 and "passed all tests" in r.stdout, (
-        f"ocf-tester rc={r.returncode}\n{r.stdout}\n{r.stderr}")
-    assert not inst.processes(), f"ocf-tester ends with stop, yet left {inst.processes()}"
+    expect_ocf_tester_passes(slapd_agent, {"config": inst.config, "services": inst.services, "suffix": SUFFIX},
+                             inst.processes, timeout_s=180)
 
 
 def test_unknown_action_is_unimplemented(rsc: Slapd) -> None:
