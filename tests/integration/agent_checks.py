@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import procs
-from ocf import OCF, expect, run_agent
+from ocf import OCF, AgentResource, Result, expect, run_agent, wait_for
 
 # What Pacemaker needs of every agent here (reload: the daemon's own reload).
 STANDARD_ACTIONS = ("start", "stop", "monitor", "validate-all", "meta-data", "reload", "reload-agent")
@@ -45,3 +45,51 @@ def expect_ocf_tester_passes(agent: Path, params: dict[str, object], processes: 
         f"ocf-tester rc={r.returncode}\n{r.stdout}\n{r.stderr}")
     left = processes()
     assert not left, f"ocf-tester ends with stop, yet left {procs.describe(left)}"
+
+
+def expect_stopped_cleanly(r: AgentResource, processes: Callable[[], list[int]], timeout_ms: int,
+                           settle_s: float = 0) -> Result:
+    """Stop through the agent: rc 0 inside the stop timeout, and no process of
+    the instance left (at once, or within settle_s for a daemon whose last
+    helpers exit just after it). Returns the stop's result."""
+    __tracebackhide__ = True
+    res = r.stop(timeout_ms=timeout_ms)
+    expect(res, OCF.SUCCESS)
+    assert res.elapsed < timeout_ms / 1000, f"stop overran its {timeout_ms} ms timeout\n{res.describe()}"
+    if settle_s:
+        wait_for(lambda: not processes(), settle_s, "no process of the instance left after stop")
+    else:
+        left = processes()
+        assert not left, f"stop returned 0 but left processes of the instance: {procs.describe(left)}\n{res.describe()}"
+    return res
+
+
+def expect_lifecycle(r: AgentResource, level: int, start: Callable[[], int], daemon_pid: Callable[[], int | None],
+                     stop: Callable[[], object], *, daemon: str = "master",
+                     while_running: Callable[[], None] | None = None,
+                     after_stop: Callable[[], None] | None = None) -> None:
+    """The lifecycle at one depth, as Pacemaker drives it: probe and monitor
+    say not running; start (`start` asserts it and returns the daemon's pid);
+    monitor and probe succeed; a second start is a no-op that keeps the same
+    daemon; stop (`stop` asserts it was clean); monitor and probe say not
+    running again; stop when stopped succeeds. `while_running` and
+    `after_stop` add the service's own checks at those points."""
+    __tracebackhide__ = True
+    expect(r.probe(), OCF.NOT_RUNNING)
+    expect(r.monitor(level), OCF.NOT_RUNNING)
+
+    pid = start()
+    expect(r.monitor(level), OCF.SUCCESS)
+    expect(r.probe(), OCF.SUCCESS)
+    # start on a running instance is a no-op success and keeps the same daemon
+    expect(r.start(), OCF.SUCCESS)
+    assert daemon_pid() == pid, f"second start replaced the running {daemon}"
+    if while_running:
+        while_running()
+
+    stop()
+    if after_stop:
+        after_stop()
+    expect(r.monitor(level), OCF.NOT_RUNNING)
+    expect(r.probe(), OCF.NOT_RUNNING)
+    expect(r.stop(), OCF.SUCCESS)  # stop when stopped

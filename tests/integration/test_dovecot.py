@@ -21,7 +21,8 @@ from pathlib import Path
 import pytest
 
 import procs
-from agent_checks import expect_meta_data, expect_ocf_tester_passes
+from agent_checks import (expect_lifecycle, expect_meta_data, expect_ocf_tester_passes,
+                          expect_stopped_cleanly)
 from dovecot_instance import PROBE_USER, DovecotInstance
 from ocf import OCF, AgentResource, Result, expect, expect_reason, snapshot, wait_for
 
@@ -67,12 +68,7 @@ def started(r: Dovecot, **kw) -> int:
 
 def stopped_cleanly(r: Dovecot, timeout_ms: int = STOP_MS) -> Result:
     """Stop through the agent; assert rc 0 inside the stop timeout and no process of the instance left."""
-    res = r.stop(timeout_ms=timeout_ms)
-    expect(res, OCF.SUCCESS)
-    assert res.elapsed < timeout_ms / 1000, f"stop overran its {timeout_ms} ms timeout\n{res.describe()}"
-    left = r.inst.processes()
-    assert not left, f"stop returned 0 but left processes of the instance: {procs.describe(left)}\n{res.describe()}"
-    return res
+    return expect_stopped_cleanly(r, r.inst.processes, timeout_ms)
 
 
 def summary_of(r: Result) -> str:
@@ -109,21 +105,11 @@ def test_unknown_action_is_unimplemented(rsc: Dovecot) -> None:
 
 @pytest.mark.parametrize("level", [0, 10, 20])
 def test_start_monitor_stop_at_level(rsc: Dovecot, level: int) -> None:
-    expect(rsc.probe(), OCF.NOT_RUNNING)
-    expect(rsc.monitor(level), OCF.NOT_RUNNING)
+    def stopped_gracefully() -> None:
+        assert not rsc.inst.pid_file.exists(), "the master did not stop gracefully (master.pid left)"
 
-    master = started(rsc)
-    expect(rsc.monitor(level), OCF.SUCCESS)
-    expect(rsc.probe(), OCF.SUCCESS)
-    # start on a running instance is a no-op success and keeps the same master
-    expect(rsc.start(), OCF.SUCCESS)
-    assert rsc.inst.master_pid() == master, "second start replaced the running master"
-
-    stopped_cleanly(rsc)
-    assert not rsc.inst.pid_file.exists(), "the master did not stop gracefully (master.pid left)"
-    expect(rsc.monitor(level), OCF.NOT_RUNNING)
-    expect(rsc.probe(), OCF.NOT_RUNNING)
-    expect(rsc.stop(), OCF.SUCCESS)  # stop when stopped
+    expect_lifecycle(rsc, level, lambda: started(rsc), rsc.inst.master_pid, lambda: stopped_cleanly(rsc),
+                     after_stop=stopped_gracefully)
 
 
 def test_config_file_is_used_for_the_daemon_and_lmtp_by_socket_or_port(rsc: Dovecot) -> None:

@@ -20,7 +20,7 @@ from typing import Callable, Iterator
 import pytest
 
 import procs
-from agent_checks import expect_meta_data, expect_ocf_tester_passes
+from agent_checks import expect_meta_data, expect_ocf_tester_passes, expect_stopped_cleanly
 from inn_instance import INN_BIN, PROBE_GROUP, InnInstance, nntp_exchange
 from ocf import OCF, AgentResource, Result, agent_path, expect, expect_reason, snapshot, wait_for
 from postfix_instance import free_port, make_base_dir, rmtree, self_signed_cert
@@ -106,11 +106,7 @@ def started(r: AgentResource, inn: InnInstance) -> int:
 
 def stopped_cleanly(r: AgentResource, inn: InnInstance, timeout_ms: int = STOP_MS) -> Result:
     """Stop through the agent; assert rc 0 inside the stop timeout and no process of the instance left."""
-    res = r.stop(timeout_ms=timeout_ms)
-    expect(res, OCF.SUCCESS)
-    assert res.elapsed < timeout_ms / 1000, f"stop overran its {timeout_ms} ms timeout\n{res.describe()}"
-    wait_for(lambda: not inn.processes(), 3, f"no process of {inn.base_dir} left after stop")
-    return res
+    return expect_stopped_cleanly(r, inn.processes, timeout_ms, settle_s=3)
 
 
 # ---------------------------------------------------------------------------

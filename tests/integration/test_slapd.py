@@ -21,7 +21,8 @@ from typing import Callable, Iterator
 import pytest
 
 import procs
-from agent_checks import expect_meta_data, expect_ocf_tester_passes
+from agent_checks import (expect_lifecycle, expect_meta_data, expect_ocf_tester_passes,
+                          expect_stopped_cleanly)
 from ocf import OCF, AgentResource, Result, agent_path, expect, expect_reason, wait_for
 from postfix_instance import free_port
 from slapd_instance import (MONITOR_DN, PEOPLE, PROBE_ENTRY, ROOT_DN, SLAPD, SUFFIX, PausableProxy,
@@ -119,12 +120,7 @@ def started(r: Slapd) -> int:
 
 def stopped_cleanly(r: Slapd, timeout_ms: int = STOP_MS) -> Result:
     """Stop through the agent; assert rc 0 inside the stop timeout and no slapd of the instance left."""
-    res = r.stop(timeout_ms=timeout_ms)
-    expect(res, OCF.SUCCESS)
-    assert res.elapsed < timeout_ms / 1000, f"stop overran its {timeout_ms} ms timeout\n{res.describe()}"
-    left = r.inst.processes()
-    assert not left, f"stop returned 0 but left slapd {left}\n{res.describe()}"
-    return res
+    return expect_stopped_cleanly(r, r.inst.processes, timeout_ms)
 
 
 def snapshot(root: Path) -> dict[str, tuple]:
@@ -180,24 +176,15 @@ def test_start_monitor_stop_at_level(slapd_agent: Path, make_slapd: MakeSlapd, c
                                      level: int) -> None:
     inst = make_slapd(config_format)
     rsc = Slapd(slapd_agent, inst)
-    expect(rsc.probe(), OCF.NOT_RUNNING)
-    expect(rsc.monitor(level), OCF.NOT_RUNNING)
 
-    pid = started(rsc)
-    expect(rsc.monitor(level), OCF.SUCCESS)
-    expect(rsc.probe(), OCF.SUCCESS)
-    # start on a running instance is a no-op success and keeps the same slapd
-    expect(rsc.start(), OCF.SUCCESS)
-    assert inst.slapd_pid() == pid, "second start replaced the running slapd"
-    if level == 20:
-        got = inst.search(PROBE_ENTRY, "base", "(objectClass=*)", "description")
-        assert got[PROBE_ENTRY]["description"] != ["created by slapd_instance.py"], (
-            "the depth 20 write probe did not write description of the probe entry")
+    def probe_entry_written() -> None:
+        if level == 20:
+            got = inst.search(PROBE_ENTRY, "base", "(objectClass=*)", "description")
+            assert got[PROBE_ENTRY]["description"] != ["created by slapd_instance.py"], (
+                "the depth 20 write probe did not write description of the probe entry")
 
-    stopped_cleanly(rsc)
-    expect(rsc.monitor(level), OCF.NOT_RUNNING)
-    expect(rsc.probe(), OCF.NOT_RUNNING)
-    expect(rsc.stop(), OCF.SUCCESS)  # stop when stopped
+    expect_lifecycle(rsc, level, lambda: started(rsc), inst.slapd_pid, lambda: stopped_cleanly(rsc), daemon="slapd",
+                     while_running=probe_entry_written)
 
 
 def test_slapd_runs_as_user_from_root_and_holds_no_mount_busy(rsc: Slapd) -> None:
