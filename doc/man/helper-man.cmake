@@ -3,19 +3,21 @@
 # Copyright (C) 2026 the resource-agents-messaging authors
 # SPDX-License-Identifier: GPL-2.0-or-later
 #
-# cmake -DHELPER=path -DVERSION=x.y.z -DHELP2MAN=path -DOUTPUT=file.8
-#       -DWORK_DIR=dir "-DSEE_ALSO=page(7);..." -P helper-man.cmake
+# cmake -DHELPER=path -DVERSION=x.y.z -DOUTPUT=file.8
+#       "-DSEE_ALSO=page(7);..." -P helper-man.cmake
 #
-# help2man turns the top-level --help into the page (NAME from its first
-# line, SYNOPSIS, OPTIONS, the subcommand list and the exit codes). Each
-# subcommand's own --help is added as a SUBCOMMANDS section, so every option
-# of every subcommand is documented from the binary itself and the page
-# cannot drift from the code. The exit-code text a subcommand repeats from
-# the top-level help is left out there.
+# NAME comes from the first line of --help, SYNOPSIS from its "Usage:"
+# line, DESCRIPTION is the text above "Usage:" and then everything below it
+# exactly as --help lays it out (options, subcommands, exit codes, examples
+# of configuration files). Each subcommand's own --help follows in a
+# SUBCOMMANDS section, without the tail it repeats from the top-level help.
+# The page is therefore the binary's own text and cannot drift from it.
+# (help2man was tried first: it re-fills indented blocks such as a
+# configuration example into one paragraph.)
 
 cmake_minimum_required(VERSION 3.25)
 
-foreach(var HELPER VERSION HELP2MAN OUTPUT WORK_DIR)
+foreach(var HELPER VERSION OUTPUT)
   if(NOT DEFINED ${var})
     message(FATAL_ERROR "helper-man.cmake: -D${var}= is required")
   endif()
@@ -29,7 +31,7 @@ function(helper_help_lines out_var)
   if(NOT rc EQUAL 0)
     message(FATAL_ERROR "${helper_name} ${ARGN} exited with ${rc}: ${err}")
   endif()
-  string(REGEX REPLACE "\n$" "" text "${text}")
+  string(REGEX REPLACE "\n+$" "" text "${text}")
   # Keep list-special characters out of the way before splitting on lines
   # (list operations do not preserve escaped semicolons).
   string(REPLACE ";" "<msg-sc>" text "${text}")
@@ -39,30 +41,82 @@ function(helper_help_lines out_var)
   set(${out_var} "${lines}" PARENT_SCOPE)
 endfunction()
 
-# One line back to its own text.
-function(help_line_text out_var line)
+# One line as roff text: backslashes printable, no line read as a request.
+# With HYPHENS, "-" becomes a minus sign (options to type, in literal text).
+function(roff_line out_var line)
   string(REPLACE "<msg-sc>" ";" line "${line}")
   string(REPLACE "<msg-lb>" "[" line "${line}")
   string(REPLACE "<msg-rb>" "]" line "${line}")
-  set(${out_var} "${line}" PARENT_SCOPE)
-endfunction()
-
-# Roff for one literal (no-fill) line: backslashes printable, hyphens as
-# minus signs (these are options to type), no line read as a request.
-function(roff_literal out_var line)
-  help_line_text(line "${line}")
   string(REPLACE "\\" "\\e" line "${line}")
-  string(REPLACE "-" "\\-" line "${line}")
+  if("HYPHENS" IN_LIST ARGN)
+    string(REPLACE "-" "\\-" line "${line}")
+  endif()
   if(line MATCHES "^[.']")
     set(line "\\&${line}")
   endif()
   set(${out_var} "${line}" PARENT_SCOPE)
 endfunction()
 
+# Appends LINES (a list) to the page as a no-fill block.
+function(append_literal lines)
+  set(block ".nf\n")
+  foreach(line IN LISTS lines)
+    roff_line(line "${line}" HYPHENS)
+    string(APPEND block "${line}\n")
+  endforeach()
+  string(APPEND block ".fi\n")
+  set(page "${page}${block}" PARENT_SCOPE)
+endfunction()
+
 helper_help_lines(top --help)
-list(GET top 0 description)
-help_line_text(description "${description}")
-string(REGEX REPLACE "[.]$" "" description "${description}")
+
+# The text above "Usage:", and the usage line itself.
+set(intro "")
+set(usage "")
+set(rest "")
+set(state intro)
+foreach(line IN LISTS top)
+  if(state STREQUAL "intro" AND line MATCHES "^Usage: *[^ ]+ *(.*)$")
+    set(usage "${CMAKE_MATCH_1}")
+    set(state rest)
+  elseif(state STREQUAL "intro")
+    list(APPEND intro "${line}")
+  else()
+    list(APPEND rest "${line}")
+  endif()
+endforeach()
+if(NOT intro OR state STREQUAL "intro")
+  message(FATAL_ERROR "${helper_name} --help: expected a description and a \"Usage:\" line")
+endif()
+# Blank lines at the start of the literal part would only add space.
+while(rest)
+  list(GET rest 0 first)
+  if(NOT first STREQUAL "")
+    break()
+  endif()
+  list(REMOVE_AT rest 0)
+endwhile()
+
+list(GET intro 0 name_line)
+roff_line(name_line "${name_line}")
+string(REGEX REPLACE "[.]$" "" name_line "${name_line}")
+string(TOUPPER "${helper_name}" title)
+
+set(page ".\\\" Generated from ${helper_name} --help by helper-man.cmake; do not edit.\n")
+string(APPEND page ".TH \"${title}\" \"8\" \"\" \"resource-agents-messaging ${VERSION}\" \"resource-agents-messaging\"\n")
+string(APPEND page ".SH NAME\n${helper_name} \\- ${name_line}\n")
+roff_line(usage "${usage}" HYPHENS)
+string(APPEND page ".SH SYNOPSIS\n.B ${helper_name}\n${usage}\n")
+string(APPEND page ".SH DESCRIPTION\n")
+foreach(line IN LISTS intro)
+  roff_line(line "${line}")
+  if(line STREQUAL "")
+    set(line ".PP")
+  endif()
+  string(APPEND page "${line}\n")
+endforeach()
+string(APPEND page ".PP\n")
+append_literal("${rest}")
 
 # Subcommand names: the first word of each entry under "Subcommands:".
 set(subcommands "")
@@ -77,12 +131,11 @@ foreach(line IN LISTS top)
   endif()
 endforeach()
 
-set(include "")
 if(subcommands)
-  string(APPEND include "[SUBCOMMANDS]\n")
+  string(APPEND page ".SH SUBCOMMANDS\n")
   foreach(sub IN LISTS subcommands)
     helper_help_lines(sub_lines ${sub} --help)
-    # Drop the tail the subcommand shares with the top-level help.
+    # Drop the tail the subcommand shares with the top-level help ...
     list(LENGTH top top_n)
     list(LENGTH sub_lines sub_n)
     while(top_n GREATER 0 AND sub_n GREATER 0)
@@ -107,40 +160,20 @@ if(subcommands)
       list(REMOVE_AT sub_lines ${si})
       set(sub_n ${si})
     endwhile()
-    string(APPEND include ".SS \"${helper_name} ${sub}\"\n.nf\n")
-    foreach(line IN LISTS sub_lines)
-      roff_literal(line "${line}")
-      string(APPEND include "${line}\n")
-    endforeach()
-    string(APPEND include ".fi\n")
+    string(APPEND page ".SS \"${helper_name} ${sub}\"\n")
+    append_literal("${sub_lines}")
   endforeach()
 endif()
 
 if(SEE_ALSO)
-  string(APPEND include "[SEE ALSO]\n")
+  string(APPEND page ".SH SEE ALSO\n")
   set(sep "")
-  foreach(page IN LISTS SEE_ALSO)
-    string(REGEX REPLACE "^(.*)[(]([0-9a-z]+)[)]$" ".BR \\1 (\\2)" ref "${page}")
-    string(APPEND include "${sep}${ref}")
+  foreach(ref IN LISTS SEE_ALSO)
+    string(REGEX REPLACE "^(.*)[(]([0-9a-z]+)[)]$" ".BR \\1 (\\2)" ref "${ref}")
+    string(APPEND page "${sep}${ref}")
     set(sep ",\n")
   endforeach()
-  string(APPEND include "\n")
+  string(APPEND page "\n")
 endif()
 
-file(MAKE_DIRECTORY "${WORK_DIR}")
-set(include_file "${WORK_DIR}/${helper_name}.h2m")
-file(WRITE "${include_file}" "${include}")
-
-execute_process(
-  COMMAND "${HELP2MAN}" --no-info --section=8
-          "--name=${description}"
-          "--version-string=${VERSION}"
-          "--manual=resource-agents-messaging"
-          "--include=${include_file}"
-          "--output=${OUTPUT}"
-          "${HELPER}"
-  RESULT_VARIABLE rc ERROR_VARIABLE err)
-if(NOT rc EQUAL 0)
-  file(REMOVE "${OUTPUT}")
-  message(FATAL_ERROR "help2man ${helper_name} failed (${rc}): ${err}")
-endif()
+file(WRITE "${OUTPUT}" "${page}")
