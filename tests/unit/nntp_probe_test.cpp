@@ -485,9 +485,8 @@ TEST_F(NntpProbe, RejectedPasswordFailsWithoutThePassword)
 TEST_F(NntpProbe, ExpiredCertificateWithImplicitTlsFails)
 {
     const msg_test::test_ca ca;
-    const msg_test::validity expired_yesterday{-std::chrono::hours(24 * 40), -std::chrono::hours(24)};
     server_script script;
-    script.start_tls(ca.issue({"localhost", "127.0.0.1"}, expired_yesterday)).send(nnrpd_ready).stall();
+    script.start_tls(ca.issue({"localhost", "127.0.0.1"}, msg_test::expired_yesterday())).send(nnrpd_ready).stall();
     fake_server server(script);
     auto options = options_for(server);
     options.where.tls = msg::tls_mode::implicit;

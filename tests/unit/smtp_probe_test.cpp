@@ -380,8 +380,7 @@ TEST(SmtpProbe, ExpiredCertificateFails)
 {
     const msg_test::test_ca ca;
     const msg_test::temp_dir dir;
-    const msg_test::validity expired_yesterday{-std::chrono::hours(24 * 40), -std::chrono::hours(24)};
-    fake_server server(starttls_with(ca.issue({"localhost", "127.0.0.1"}, expired_yesterday)));
+    fake_server server(starttls_with(ca.issue({"localhost", "127.0.0.1"}, msg_test::expired_yesterday())));
     auto options = options_for(server.port());
     options.where.tls = msg::tls_mode::starttls;
     options.where.ca_file = dir.write("ca.pem", ca.certificate_pem());

@@ -117,6 +117,11 @@ validity valid_for_days(long days)
     return {-std::chrono::hours(1), std::chrono::hours(24) * days};
 }
 
+validity expired_yesterday()
+{
+    return {-std::chrono::hours(24 * 40), -std::chrono::hours(24)};
+}
+
 test_ca::test_ca()
 {
     key_ = new_key();

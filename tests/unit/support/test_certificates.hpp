@@ -25,6 +25,9 @@ struct validity {
 // Valid from an hour ago for `days` days.
 validity valid_for_days(long days);
 
+// Valid from 40 days ago until yesterday: expired, but not by seconds.
+validity expired_yesterday();
+
 // A throwaway CA, made at test time, that signs server certificates.
 class test_ca {
 public:
