@@ -310,11 +310,12 @@ TEST_F(DovecotRecovery, CorruptedIndexIsRebuiltWithForceResync)
     EXPECT_TRUE(report.still_failing.empty());
     EXPECT_NE(report.summary.find("rebuilt 1 mailbox index"), std::string::npos) << report.summary;
     EXPECT_EQ(message_files(), 200u) << "a message was lost";
-    // The maintenance instance is gone, with its base_dir.
-    for (const auto& entry : fs::directory_iterator("/run")) {
-        EXPECT_EQ(entry.path().filename().string().rfind("msg-recover-dovecot.", 0), std::string::npos)
-            << entry.path() << " left behind";
-    }
+    // The maintenance instance is gone, with its base_dir. Only this run's
+    // own directory is looked at: other tests run their recoveries beside it.
+    ASSERT_FALSE(report.maintenance_base_dir.empty());
+    EXPECT_EQ(report.maintenance_base_dir.filename().string().rfind("msg-recover-dovecot.", 0), 0u)
+        << report.maintenance_base_dir;
+    EXPECT_FALSE(fs::exists(report.maintenance_base_dir)) << report.maintenance_base_dir << " left behind";
 }
 
 TEST_F(DovecotRecovery, UserdbThatCannotListSkipsTheIndexCheckWithAReason)

@@ -353,6 +353,8 @@ public:
         return {};
     }
 
+    const fs::path& base_dir() const { return base_dir_; }
+
     child_result doveadm(std::vector<std::string> args, const deadline& limit) const
     {
         args.insert(args.begin(), {"-c", options_.config_file.string(), "-o", "base_dir=" + base_dir_.string()});
@@ -415,6 +417,7 @@ void check_indexes(const dovecot_recovery_options& options, const deadline& limi
         return;
     }
     maintenance_dovecot maintenance(options);
+    report.maintenance_base_dir = maintenance.base_dir();
     if (auto why = maintenance.wait_ready(work_limit); !why.empty()) {
         report.index_check_skipped = why;
         return;

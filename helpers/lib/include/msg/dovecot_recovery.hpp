@@ -50,6 +50,7 @@ struct dovecot_recovery_report {
     std::vector<mailbox_ref> rebuilt;                // force-resync made them open cleanly
     std::vector<mailbox_ref> still_failing;          // still fail to open after force-resync
     std::string index_check_skipped;                 // why the index check did not (fully) run; empty: it did
+    std::filesystem::path maintenance_base_dir;      // the maintenance instance's private base_dir, removed after
 };
 
 // Recovers a Dovecot instance's store before it starts on this node:
