@@ -50,6 +50,7 @@ From Python::
 from __future__ import annotations
 
 import argparse
+import atexit
 import contextlib
 import ctypes
 import dataclasses
@@ -990,6 +991,9 @@ class NamespaceCluster(Cluster):
         self.client_netns = f"{self.tag}-cl"
         self.client_addr = f"{net}.250"
         self.vip = f"{net}.100"
+        # A test process that dies without its fixture finalizer still tears
+        # the cluster down (the command line's `start` turns this off).
+        self.stop_at_exit = True
 
     # ---- configuration, shared with the node inits and the power switch --
 
@@ -1291,6 +1295,8 @@ nodelist {{
                 stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
                 start_new_session=True, close_fds=True, cwd="/")
         log(f"power switch pid {proc.pid}; waiting for the host's cluster slot ({SLOT_LOCK})")
+        if self.stop_at_exit:
+            atexit.register(self._stop_at_exit)
         sock = self.power_dir / POWER_SOCKET
         end = time.monotonic() + self.slot_wait + 30
         while not sock.exists():
@@ -1371,6 +1377,11 @@ nodelist {{
                 reap_if_child(pid)
         self._kill_leftovers()
         log("stopped")
+
+    def _stop_at_exit(self) -> None:
+        if self.is_ours() and self.is_running():
+            log(f"process exiting: stopping the cluster in {self.base}")
+            self.stop(timeout=20)
 
     def _kill_leftovers(self) -> None:
         """What a crashed harness left: our node inits (their whole PID namespaces
@@ -1925,7 +1936,9 @@ def main(argv: list[str] | None = None) -> int:
             return powerd_main(base.resolve())
         if a.cmd == "start":
             if many:
-                NamespaceCluster(base, nodes=a.nodes, token_ms=a.token_ms).start(timeout=a.timeout)
+                nc = NamespaceCluster(base, nodes=a.nodes, token_ms=a.token_ms)
+                nc.stop_at_exit = False  # it outlives this command until `stop`/`destroy`
+                nc.start(timeout=a.timeout)
             else:
                 Cluster(base, stonith_enabled=a.stonith, token_ms=a.token_ms).start(timeout=a.timeout)
             return 0
