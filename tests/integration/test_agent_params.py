@@ -1,0 +1,185 @@
+"""Hostile resource parameters, issue #10 "Agents": every agent, every parameter.
+
+A parameter comes from the CIB, so from whoever may edit it: shell
+metacharacters ($(...), backticks, ;, |), spaces, newlines and relative
+paths must be refused by validate-all, start and monitor alike with
+OCF_ERR_CONFIGURED (or OCF_ERR_ARGS) and an exit reason naming the
+parameter, and nothing may run: the canary file that the injected command
+would create never appears, and no process is left behind (this process is
+a child subreaper, so a daemon that double-forked would be our child).
+Credentials files that group or others can read, or that root does not own,
+are refused by every agent that takes one.
+
+The parameter list comes from each agent's own meta-data, so a parameter
+added later is covered without touching this file.  Where a kind of value
+is legitimate for a parameter (spaces in a DN, a relative name where no
+path is meant), the tables below say so and why.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import re
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+import procs
+from ocf import OCF, Result, agent_path, expect, expect_reason, helper_dir, run_agent
+
+AGENTS = ("postfix", "dovecot", "slapd", "innd", "mailflow")
+
+# Parameters whose values are paths: a relative path is refused too.
+PATHS = {
+    "postfix": {"binary", "config_dir", "probe_ca_file"},
+    "dovecot": {"binary", "config_file", "lmtp_socket", "probe_ca_file", "credentials_file", "mail_root"},
+    "slapd": {"slapd", "config", "pidfile", "bind_password_file", "probe_ca_file"},
+    "innd": {"inn_conf", "inn_bin_dir", "credentials_file", "probe_ca_file"},
+    "mailflow": {"credentials_file", "smtp_credentials_file", "ca_file", "postfix_queue_dir", "mail_root"},
+}
+# Parameters where a space is legitimate: DNs ("cn=Mail Probe,dc=...") and
+# slapd's services, a space-separated list of URIs.
+SPACES_ALLOWED = {
+    "slapd": {"services", "suffix", "probe_uri", "bind_dn", "probe_entry", "provider_uri"},
+}
+# What every agent needs besides the parameter under test so that it gets as
+# far as checking it: mailflow requires both (meta-data required="1").
+REQUIRED = {
+    "mailflow": {"credentials_file": "/nonexistent/probe.cred", "probe_address": "probe@example.com"},
+}
+
+
+def meta_parameters(agent: str) -> list[str]:
+    r = run_agent(agent_path(agent), "meta-data", {})
+    expect(r, OCF.SUCCESS)
+    return [p.get("name") for p in ET.fromstring(r.stdout).iter("parameter")]
+
+
+def hostile_values(canary: Path) -> dict[str, str]:
+    """Each would create `canary` if a shell ever evaluated it."""
+    return {
+        "command-substitution": f"/tmp/$(touch {canary})",
+        "backticks": f"/tmp/`touch {canary}`",
+        "semicolon": f"/tmp/x;touch {canary}",
+        "pipe": f"/tmp/x|touch {canary}",
+        "and": f"/tmp/x&&touch {canary}",
+        "newline": f"/tmp/x\ntouch {canary}",
+    }
+
+
+def cases() -> list[tuple[str, str]]:
+    return [(agent, name) for agent in AGENTS for name in meta_parameters(agent)]
+
+
+def leftover_children(before: set[int]) -> list[int]:
+    """Processes adopted by this subreaper since `before` and still alive: daemons an agent started."""
+    return [pid for pid in procs._our_children() if pid not in before and procs.alive(pid)]
+
+
+def refused(r: Result, name: str) -> None:
+    """OCF_ERR_CONFIGURED (or OCF_ERR_ARGS) with a one-line exit reason that names parameter `name`."""
+    __tracebackhide__ = True
+    expect(r, OCF.ERR_CONFIGURED, OCF.ERR_ARGS)
+    expect_reason(r, rf"^{re.escape(name)}\b")
+
+
+@pytest.fixture(scope="module")
+def agents_built(build_tree: Path) -> Path:
+    for agent in AGENTS:
+        if not os.access(agent_path(agent), os.X_OK):
+            pytest.fail(f"agent {agent_path(agent)} missing or not executable", pytrace=False)
+    return build_tree
+
+
+@pytest.mark.parametrize("agent,name", cases())
+def test_hostile_value_refused_and_nothing_runs(agents_built: Path, tmp_path: Path, agent: str, name: str) -> None:
+    """validate-all refuses each hostile value; start and a recurring monitor refuse the worst two."""
+    canary = tmp_path / "canary"
+    values = hostile_values(canary)
+    if name not in SPACES_ALLOWED.get(agent, set()):
+        values["space"] = "/tmp/mail store"
+    if name in PATHS[agent]:
+        values["relative"] = "etc/config"
+    before = set(procs._our_children())
+    for label, value in values.items():
+        params = {**REQUIRED.get(agent, {}), name: value}
+        actions = ["validate-all"]
+        if label in ("command-substitution", "newline"):
+            actions += ["start", "monitor"]
+        for action in actions:
+            r = run_agent(agent_path(agent), action, params, interval_ms=10000 if action == "monitor" else 0,
+                          env_extra={"MSG_HELPER_DIR": str(helper_dir())})
+            assert not canary.exists(), f"{agent} {action} with {name}={value!r} ran the injected command"
+            try:
+                refused(r, name)
+            except AssertionError as e:
+                raise AssertionError(f"{agent} {action} with {name} {label} {value!r}:\n{e}") from None
+            assert "\n" not in r.exit_reason, r.describe()
+            assert not leftover_children(before), f"{agent} {action} left {procs.describe(leftover_children(before))}"
+
+
+def test_every_path_parameter_is_declared(agents_built: Path) -> None:
+    """The path table above names real parameters only (a renamed one would silently lose its check)."""
+    for agent in AGENTS:
+        declared = set(meta_parameters(agent))
+        assert PATHS[agent] <= declared, f"{agent}: {PATHS[agent] - declared} not in meta-data"
+        assert SPACES_ALLOWED.get(agent, set()) <= declared
+
+
+def test_ordinary_values_still_pass_the_parameter_check(agents_built: Path) -> None:
+    """The check is no blanket refusal: a DN with spaces, a UTF-8 mailbox name, a hostname and an
+    address pass it (validate-all fails later, on this host's missing config, not on them)."""
+    ordinary = {
+        "slapd": {"bind_dn": "cn=Mail Probe,dc=example,dc=com", "bind_password_file": "/nonexistent/pw",
+                  "services": "ldap:/// ldapi:///"},
+        "dovecot": {"probe_mailbox": "Entwürfe", "probe_host": "mail-1.example.com"},
+        "mailflow": {**REQUIRED["mailflow"], "probe_address": "ha-probe+1@example.com",
+                     "health_attribute": "#health-messaging"},
+    }
+    for agent, params in ordinary.items():
+        r = run_agent(agent_path(agent), "validate-all", params, env_extra={"MSG_HELPER_DIR": str(helper_dir())})
+        assert not re.search(r"must not contain|must be an absolute path", r.exit_reason or ""), r.describe()
+
+
+# -- credentials files
+
+# Agent, its parameter holding a secret, and what else it needs for
+# validate-all to look at that file (slapd reads the bind password only for
+# a simple bind).
+SECRET_FILES = [
+    ("dovecot", "credentials_file", {}),
+    ("innd", "credentials_file", {}),
+    ("slapd", "bind_password_file", {"bind_method": "simple", "bind_dn": "cn=probe,dc=example,dc=com"}),
+    ("mailflow", "credentials_file", {"probe_address": "probe@example.com"}),
+    ("mailflow", "smtp_credentials_file", {"probe_address": "probe@example.com"}),
+]
+
+
+def secret_file(tmp_path: Path, mode: int, owner: str = "root") -> Path:
+    f = tmp_path / f"secret-{mode:o}-{owner}"
+    f.write_text("probe\nS3cret pw\n")
+    os.chmod(f, mode)
+    pw = pwd.getpwnam(owner)
+    os.chown(f, pw.pw_uid, pw.pw_gid)
+    return f
+
+
+@pytest.mark.parametrize("agent,name,extra", SECRET_FILES, ids=[f"{a}-{n}" for a, n, _ in SECRET_FILES])
+def test_readable_credentials_file_refused(agents_built: Path, tmp_path: Path, agent: str, name: str,
+                                           extra: dict) -> None:
+    """Group- or world-readable, or not root's: validate-all (at depth 10, where the host is looked at)
+    refuses it with OCF_ERR_CONFIGURED and a reason naming the file and never its content."""
+    # mailflow's other credentials file must be a good one, so the one under test is the problem.
+    good = secret_file(tmp_path, 0o600)
+    base = {**extra}
+    if agent == "mailflow" and name == "smtp_credentials_file":
+        base["credentials_file"] = good
+    for mode, owner in ((0o640, "root"), (0o604, "root"), (0o644, "root"), (0o660, "root"), (0o600, "nobody")):
+        f = secret_file(tmp_path, mode, owner)
+        r = run_agent(agent_path(agent), "validate-all", {**base, name: f}, check_level=10,
+                      env_extra={"MSG_HELPER_DIR": str(helper_dir())})
+        expect(r, OCF.ERR_CONFIGURED)
+        expect_reason(r, re.escape(str(f)))
+        assert "S3cret" not in r.stdout + r.stderr, r.describe()
