@@ -1,4 +1,4 @@
-/* rusage-exec: run a command and report what it cost, for bench/monitor.
+/* rusage-exec: run a command and report what it cost, for bench/.
  *
  *   rusage-exec RESULT_FD PROGRAM [ARG...]
  *
@@ -11,7 +11,12 @@
  * separate small program: Linux keeps the peak RSS of the memory image a
  * process had before execve(), so a monitor spawned straight from Python would
  * report Python's ~20 MiB as its own peak.  Forked from this tiny process, the
- * floor is a few hundred KiB.  The exit code is 128+N if PROGRAM died of signal N.
+ * floor is a few hundred KiB.  The exit code reported is 128+N if PROGRAM died
+ * of signal N.
+ *
+ * rusage-exec itself exits with that same code, so it can stand in for a
+ * helper binary under an agent (bench/monitor's helper shims) without
+ * changing what the agent sees; 2 and no line on RESULT_FD mean it failed.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -56,5 +61,5 @@ int main(int argc, char **argv) {
     int code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
     long long wall = (t1.tv_sec - t0.tv_sec) * 1000000000LL + (t1.tv_nsec - t0.tv_nsec);
     dprintf(fd, "%d %lld %lld %ld\n", code, wall, ns_of(ru.ru_utime) + ns_of(ru.ru_stime), ru.ru_maxrss);
-    return 0;
+    return code;
 }
