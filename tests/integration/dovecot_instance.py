@@ -10,8 +10,10 @@ Everything the instance owns lives under one base directory::
     base_dir/probe.cred     the probe account's credentials file (root, 0600)
     base_dir/dovecot.log    log_path (no syslog on these machines)
 
-It listens on 127.0.0.1 only: IMAP, POP3 and LMTP on the ports given, and
-LMTP also on base_dir/lmtp.  Users: probe@, alice@ and bob@example.com, each
+It listens on host (127.0.0.1 unless given) only: IMAP, POP3 and LMTP on the
+ports given, and LMTP also on run/lmtp.  run/ may be given elsewhere (run_dir,
+e.g. node-local below /run while the rest sits on shared storage); Dovecot
+creates it at start.  Users: probe@, alice@ and bob@example.com, each
 with its name as password.  Its processes run as root and vmail; every one
 of them works (cwd) below base_dir, which is how processes() finds them.
 
@@ -63,13 +65,15 @@ def vmail_ids() -> tuple[int, int]:
 class DovecotInstance:
     """One Dovecot instance below base_dir. Construction touches nothing; create() writes the files."""
 
-    def __init__(self, base_dir: Path, imap_port: int, pop3_port: int, lmtp_port: int):
+    def __init__(self, base_dir: Path, imap_port: int, pop3_port: int, lmtp_port: int, host: str = "127.0.0.1",
+                 run_dir: Path | None = None):
         self.base_dir = Path(base_dir).resolve()
+        self.host = host
         self.imap_port = imap_port
         self.pop3_port = pop3_port
         self.lmtp_port = lmtp_port
         self.config_file = self.base_dir / "dovecot.conf"
-        self.run_dir = self.base_dir / "run"
+        self.run_dir = Path(run_dir) if run_dir else self.base_dir / "run"
         self.state_dir = self.base_dir / "state"
         self.mail_root = self.base_dir / "mail"
         self.users_file = self.base_dir / "users"
@@ -88,7 +92,7 @@ base_dir = {self.run_dir}
 state_dir = {self.state_dir}
 instance_name = {self.instance_name}
 protocols = imap pop3 lmtp
-listen = 127.0.0.1
+listen = {self.host}
 log_path = {self.log_file}
 ssl = no
 disable_plaintext_auth = no
@@ -106,7 +110,7 @@ userdb {{
 }}
 service imap-login {{
   inet_listener imap {{
-    address = 127.0.0.1
+    address = {self.host}
     port = {self.imap_port}
   }}
   inet_listener imaps {{
@@ -115,7 +119,7 @@ service imap-login {{
 }}
 service pop3-login {{
   inet_listener pop3 {{
-    address = 127.0.0.1
+    address = {self.host}
     port = {self.pop3_port}
   }}
   inet_listener pop3s {{
@@ -124,7 +128,7 @@ service pop3-login {{
 }}
 service lmtp {{
   inet_listener lmtp {{
-    address = 127.0.0.1
+    address = {self.host}
     port = {self.lmtp_port}
   }}
 }}
@@ -136,8 +140,10 @@ protocol lmtp {{
     def create(self) -> None:
         """Write the configuration, users and credentials; create the (empty) store owned by vmail."""
         uid, gid = vmail_ids()
-        for d in (self.run_dir, self.state_dir, self.mail_root):
+        for d in (self.state_dir, self.mail_root):
             d.mkdir(parents=True, exist_ok=True)
+        if self.base_dir in self.run_dir.parents:  # a node-local run_dir is Dovecot's to create at start
+            self.run_dir.mkdir(parents=True, exist_ok=True)
         self.config_file.write_text(self.config_text())
         self.users_file.write_text("".join(f"{u}@{DOMAIN}:{{PLAIN}}{u}::::::\n" for u in USERS))
         # as Debian ships its own: readable by Dovecot's auth, not by users
@@ -210,16 +216,16 @@ protocol lmtp {{
 
     def processes(self) -> list[int]:
         """Live (non-zombie) pids of this instance and only those: every process
-        whose cwd is below base_dir (the master and its children work in run/,
-        run/empty, run/login; imap, pop3 and lmtp in the user's home)."""
+        whose cwd is below base_dir or run_dir (the master and its children work
+        in run/, run/empty, run/login; imap, pop3 and lmtp in the user's home)."""
         me = os.getpid()
-        base = str(self.base_dir)
+        roots = {str(self.base_dir), str(self.run_dir)}
         found = []
         for entry in Path("/proc").iterdir():
             if not entry.name.isdigit() or int(entry.name) == me:
                 continue
             cwd = _link(int(entry.name), "cwd")
-            if cwd and (cwd == base or cwd.startswith(base + "/")):
+            if cwd and any(cwd == r or cwd.startswith(r + "/") for r in roots):
                 found.append(int(entry.name))
         return sorted(p for p in found if procs.alive(p))
 
@@ -234,7 +240,7 @@ protocol lmtp {{
     def imap_answers(self, timeout: float = 2.0) -> bool:
         """True if an IMAP greeting arrives within timeout."""
         try:
-            with socket.create_connection(("127.0.0.1", self.imap_port), timeout=timeout) as s:
+            with socket.create_connection((self.host, self.imap_port), timeout=timeout) as s:
                 s.settimeout(timeout)
                 return s.recv(512).startswith(b"* OK")
         except OSError:
@@ -265,13 +271,13 @@ protocol lmtp {{
 
     def lmtp(self, timeout: float = 10.0) -> smtplib.LMTP:
         """An LMTP session on the TCP listener (LHLO done)."""
-        session = smtplib.LMTP("127.0.0.1", self.lmtp_port, timeout=timeout)
+        session = smtplib.LMTP(self.host, self.lmtp_port, timeout=timeout)
         session.ehlo_or_helo_if_needed()
         return session
 
     def subjects(self, user: str = "alice", mailbox: str = "INBOX", timeout: float = 10.0) -> list[str]:
         """Subjects of every message in user's mailbox, read over IMAP (a client's view)."""
-        with imaplib.IMAP4("127.0.0.1", self.imap_port, timeout=timeout) as imap:
+        with imaplib.IMAP4(self.host, self.imap_port, timeout=timeout) as imap:
             imap.login(f"{user}@{DOMAIN}", user)
             typ, data = imap.select(mailbox, readonly=True)
             if typ != "OK":

@@ -10,7 +10,7 @@ stock-agents-measured.md section 1.4, with its own inn.conf (INNCONF)::
     base_dir/spool/      pathspool: articles/, overview/, incoming/, ...
     base_dir/log/        pathlog: news, errlog, ...
 
-innd listens on 127.0.0.1:port only (a high port needs no innbind), with
+innd listens on host:port only (127.0.0.1 unless given; a high port needs no innbind), with
 innwatch off.  db/.news.daily exists, so rc.news never mails the news admin
 through the system's Postfix.
 
@@ -53,11 +53,11 @@ PROBE_GROUP = "msg.probe"
 _PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
 
 
-def nntp_exchange(port: int, commands: list[str], timeout: float = 5.0) -> list[str]:
+def nntp_exchange(port: int, commands: list[str], timeout: float = 5.0, host: str = "127.0.0.1") -> list[str]:
     """Greeting, then each command's status line (multi-line replies are read
     to their "." and dropped); ends with QUIT.  Lines without CR LF."""
     lines = []
-    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+    with socket.create_connection((host, port), timeout=timeout) as s:
         f = s.makefile("rb")
 
         def status() -> str:
@@ -76,11 +76,12 @@ def nntp_exchange(port: int, commands: list[str], timeout: float = 5.0) -> list[
 
 
 class InnInstance:
-    """One INN instance under base_dir, innd on 127.0.0.1:port."""
+    """One INN instance under base_dir, innd on host:port."""
 
-    def __init__(self, base_dir: Path, port: int):
+    def __init__(self, base_dir: Path, port: int, host: str = "127.0.0.1"):
         self.base_dir = Path(base_dir)
         self.port = port
+        self.host = host
         self.etc = self.base_dir / "etc"
         self.inn_conf = self.etc / "inn.conf"
         self.db = self.base_dir / "db"
@@ -112,7 +113,7 @@ class InnInstance:
             "mta": '"/usr/sbin/sendmail -oi -oem %s"', "organization": '"msg-itest"',
             "ovmethod": "tradindexed", "hismethod": "hisv6", "pathhost": "news.example.com",
             "pathnews": "/usr/lib/news", "domain": "example.com", "port": str(self.port),
-            "bindaddress": "127.0.0.1", "doinnwatch": "false", "pathbin": str(INN_BIN),
+            "bindaddress": self.host, "doinnwatch": "false", "pathbin": str(INN_BIN),
             "pathcontrol": str(INN_BIN / "control"),
         }
         params.update({k: str(v) for k, v in self.paths().items()})
@@ -240,7 +241,7 @@ class InnInstance:
     def greeting(self, timeout: float = 2.0) -> str:
         """innd's first line, or '' when nothing answers in time."""
         try:
-            with socket.create_connection(("127.0.0.1", self.port), timeout=timeout) as s:
+            with socket.create_connection((self.host, self.port), timeout=timeout) as s:
                 return s.makefile("rb").readline().decode("utf-8", "replace").rstrip("\r\n")
         except OSError:
             return ""
@@ -258,7 +259,7 @@ class InnInstance:
         msgid = f"<itest.{uuid.uuid4().hex}@example.com>"
         article = (f"From: itest <itest@example.com>\r\nNewsgroups: {group}\r\nSubject: {subject}\r\n"
                    f"Message-ID: {msgid}\r\n\r\nbody of {subject}\r\n.\r\n")
-        with socket.create_connection(("127.0.0.1", self.port), timeout=10) as s:
+        with socket.create_connection((self.host, self.port), timeout=10) as s:
             f = s.makefile("rb")
 
             def say(line: str) -> str:
@@ -279,7 +280,7 @@ class InnInstance:
 
     def has_article(self, msgid: str) -> bool:
         """True when ARTICLE by Message-ID returns it (220)."""
-        lines = nntp_exchange(self.port, ["MODE READER", f"ARTICLE {msgid}"])
+        lines = nntp_exchange(self.port, ["MODE READER", f"ARTICLE {msgid}"], host=self.host)
         return lines[2].startswith("220")
 
     def damaged_histories(self) -> list[Path]:

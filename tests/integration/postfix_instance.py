@@ -8,7 +8,7 @@ Everything the instance owns lives under one base directory::
     base_dir/mail/       virtual_mailbox_base: delivered mail, one Maildir per recipient
     base_dir/maillog     maillog_file (no syslog on these machines)
 
-It listens on 127.0.0.1:smtp_port only, relays nothing, and delivers
+It listens on host:smtp_port only (host 127.0.0.1 unless given), relays nothing, and delivers
 ``@example.com`` recipients with Postfix's own ``virtual(8)`` agent into
 Maildirs (a real local delivery the caller can read back with
 ``delivered()``).  Every master.cf service runs with chroot = n.
@@ -138,16 +138,17 @@ def self_signed_cert(directory: Path, days: int, names: tuple[str, ...] = ("mx.e
 
 
 class PostfixInstance:
-    """One Postfix instance below base_dir, SMTP on 127.0.0.1:smtp_port.
+    """One Postfix instance below base_dir, SMTP on host:smtp_port (host: the address it binds).
 
     Construction touches nothing; create() writes the files."""
 
     recipients = ("user@example.com", "postmaster@example.com")
     domain = "example.com"
 
-    def __init__(self, base_dir: Path, smtp_port: int, hostname: str = "mx.example.com"):
+    def __init__(self, base_dir: Path, smtp_port: int, hostname: str = "mx.example.com", host: str = "127.0.0.1"):
         self.base_dir = Path(base_dir).resolve()
         self.smtp_port = smtp_port
+        self.host = host
         self.hostname = hostname
         self.config_dir = self.base_dir / "etc"
         self.queue_dir = self.base_dir / "spool"
@@ -175,7 +176,7 @@ class PostfixInstance:
             "mydomain": self.domain,
             "myorigin": self.domain,
             "mydestination": "",
-            "inet_interfaces": "127.0.0.1",
+            "inet_interfaces": self.host,
             "inet_protocols": "ipv4",
             "mynetworks": "127.0.0.0/8",
             "smtpd_banner": "$myhostname ESMTP",
@@ -210,7 +211,7 @@ class PostfixInstance:
         _write_settled(self.main_cf, text)
 
     def _write_master_cf(self) -> None:
-        rows = [(f"127.0.0.1:{self.smtp_port}", "inet", "n", "-", "n", "-", "-", "smtpd")]
+        rows = [(f"{self.host}:{self.smtp_port}", "inet", "n", "-", "n", "-", "-", "smtpd")]
         rows += _MASTER_SERVICES
         _write_settled(
             self.master_cf,
@@ -343,7 +344,7 @@ class PostfixInstance:
     def smtp_answers(self, timeout: float = 2.0) -> bool:
         """True if a 220 banner arrives on the SMTP port within timeout."""
         try:
-            with socket.create_connection(("127.0.0.1", self.smtp_port), timeout=timeout) as s:
+            with socket.create_connection((self.host, self.smtp_port), timeout=timeout) as s:
                 s.settimeout(timeout)
                 return s.recv(512).startswith(b"220")
         except OSError:
@@ -362,7 +363,7 @@ class PostfixInstance:
         msg["To"] = rcpt
         msg["Subject"] = subject
         msg.set_content(f"test message {subject}\n")
-        with smtplib.SMTP("127.0.0.1", self.smtp_port, timeout=timeout) as s:
+        with smtplib.SMTP(self.host, self.smtp_port, timeout=timeout) as s:
             s.ehlo("client.example.org")
             s.mail(sender)
             code, text = s.rcpt(rcpt)

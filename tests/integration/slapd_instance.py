@@ -8,7 +8,8 @@ Everything the instance owns lives under one base directory::
     base_dir/run/          slapd.pid, slapd.args, the ldapi socket
     base_dir/secrets/      root-only password files (0600) for the clients
 
-It listens on ldap://127.0.0.1:port/ and on ldapi:// in run/, runs as
+It listens on ldap://host:port/ (host 127.0.0.1 unless given) and on ldapi://
+in run/ (or run_dir: node-local, created by the agent's start), runs as
 openldap (the tree is chowned to it), and holds::
 
     dc=example,dc=com            the suffix (dcObject, organization)
@@ -80,9 +81,10 @@ def ldapi_uri(socket_path: Path) -> str:
 
 
 class SlapdInstance:
-    """One slapd below base_dir on 127.0.0.1:port and ldapi. Construction touches nothing."""
+    """One slapd below base_dir on host:port and ldapi. Construction touches nothing."""
 
-    def __init__(self, base_dir: Path, port: int, config_format: str = "ldif"):
+    def __init__(self, base_dir: Path, port: int, config_format: str = "ldif", host: str = "127.0.0.1",
+                 run_dir: Path | None = None):
         assert config_format in ("ldif", "conf")
         self.base_dir = Path(base_dir).resolve()
         self.port = port
@@ -90,12 +92,12 @@ class SlapdInstance:
         self.config_dir = self.base_dir / "slapd.d"
         self.conf_file = self.base_dir / "slapd.conf"
         self.db_dir = self.base_dir / "db"
-        self.run_dir = self.base_dir / "run"
+        self.run_dir = Path(run_dir) if run_dir else self.base_dir / "run"
         self.secrets = self.base_dir / "secrets"
         self.pid_file = self.run_dir / "slapd.pid"
         self.args_file = self.run_dir / "slapd.args"
         self.ldapi_path = self.run_dir / "ldapi"
-        self.ldap_uri = f"ldap://127.0.0.1:{port}/"
+        self.ldap_uri = f"ldap://{host}:{port}/"
         self.ldapi_uri = ldapi_uri(self.ldapi_path)
         self.services = f"{self.ldap_uri} {self.ldapi_uri}"
         self.admin_pw = self.secrets / "admin.pw"
@@ -113,8 +115,10 @@ class SlapdInstance:
         """Write the configuration and load the data (a consumer loads none: it replicates).
         pid_file=False leaves olcPidFile/pidfile out: slapd then writes no pid file."""
         self.with_pid_file = pid_file
-        for d in (self.db_dir, self.run_dir, self.secrets):
+        for d in (self.db_dir, self.secrets):
             d.mkdir(parents=True, exist_ok=True)
+        if self.base_dir in self.run_dir.parents:  # a node-local run_dir is the agent's to create
+            self.run_dir.mkdir(parents=True, exist_ok=True)
         self.secrets.chmod(0o700)
         _write_secret(self.admin_pw, "admin-secret")
         _write_secret(self.monitor_pw, "monitor-secret")
