@@ -26,6 +26,7 @@ from typing import Callable
 import procs
 from bench_common import STOCK_DIR, ours
 from dovecot_instance import DOMAIN, DovecotInstance
+from ocf import wait_for
 from postfix_instance import PostfixInstance, free_port, make_base_dir, rmtree, settle
 from slapd_instance import MONITOR_DN, PROBE_ENTRY, SUFFIX, SlapdInstance, entry_ldif
 
@@ -86,6 +87,17 @@ def kill_main(pid: int | None) -> None:
         raise RuntimeError("no main process to kill")
     os.kill(pid, signal.SIGKILL)
     procs.wait_gone([pid], 5)
+
+
+def kill_master(inst, stack) -> str:
+    """The kill -9 fault of Postfix and Dovecot, whose instances both know their master."""
+    kill_main(inst.master_pid())
+    return "SIGKILL to the master"
+
+
+def stop_master(inst, stack) -> str:
+    stop_process(inst.master_pid())
+    return "SIGSTOP to the master"
 
 
 @dataclass
@@ -170,17 +182,9 @@ class PostfixService(Service):
         return False, f"mail accepted (250) but not delivered within {CLIENT_TIMEOUT_S:.0f} s"
 
     def faults(self):
-        def kill9(inst, stack):
-            kill_main(inst.master_pid())
-            return "SIGKILL to the master"
-
-        def stop_main(inst, stack):
-            stop_process(inst.master_pid())
-            return "SIGSTOP to the master"
-
         def stop_worker(inst, stack):
             assert inst.smtp_answers(), "SMTP does not answer"
-            pid = _wait_for(lambda: inst.children("smtpd"), "an idle smtpd")[0]
+            pid = wait_for(lambda: inst.children("smtpd"), 5, "an idle smtpd")[0]
             stop_process(pid)
             return "SIGSTOP to the only (idle) smtpd"
 
@@ -198,7 +202,7 @@ class PostfixService(Service):
             fill(inst.queue_dir)
             return "queue_directory on an 8 MiB tmpfs, filled to the last block"
 
-        return [Fault("kill9", kill9), Fault("stop_main", stop_main), Fault("stop_worker", stop_worker),
+        return [Fault("kill9", kill_master), Fault("stop_main", stop_master), Fault("stop_worker", stop_worker),
                 Fault("store_ro", store_ro), Fault("config", config),
                 Fault("disk_full", disk_full, tmpfs_mib=8)]
 
@@ -245,25 +249,17 @@ class DovecotService(Service):
         return True, "LMTP delivery and IMAP login/SELECT/FETCH fine"
 
     def faults(self):
-        def kill9(inst, stack):
-            kill_main(inst.master_pid())
-            return "SIGKILL to the master"
-
-        def stop_main(inst, stack):
-            stop_process(inst.master_pid())
-            return "SIGSTOP to the master"
-
         def stop_login(inst, stack):
             before = set(inst.children("imap-login"))
             client = socket.create_connection(("127.0.0.1", inst.imap_port), timeout=CLIENT_TIMEOUT_S)
             stack.callback(client.close)
             assert client.recv(512).startswith(b"* OK")
-            pid = _wait_for(lambda: sorted(set(inst.children("imap-login")) - before), "an imap-login")[0]
+            pid = wait_for(lambda: sorted(set(inst.children("imap-login")) - before), 5, "an imap-login")[0]
             stop_process(pid)
             return "SIGSTOP to the imap-login serving a parked client"
 
         def stop_auth(inst, stack):
-            pid = _wait_for(lambda: inst.children("auth"), "the auth process")[0]
+            pid = wait_for(lambda: inst.children("auth"), 5, "the auth process")[0]
             stop_process(pid)
             return "SIGSTOP to the auth process"
 
@@ -280,7 +276,7 @@ class DovecotService(Service):
             fill(inst.mail_root)
             return "mail_root on an 8 MiB tmpfs, filled to the last block"
 
-        return [Fault("kill9", kill9), Fault("stop_main", stop_main), Fault("stop_worker", stop_login),
+        return [Fault("kill9", kill_master), Fault("stop_main", stop_master), Fault("stop_worker", stop_login),
                 Fault("stop_auth", stop_auth), Fault("store_ro", store_ro), Fault("config", config),
                 Fault("disk_full", disk_full, tmpfs_mib=8)]
 
@@ -306,19 +302,23 @@ class SlapdService(Service):
         return {"config": inst.config, "services": inst.services, "user": "openldap", "group": "openldap"}
 
     def client_view(self, inst):
-        """A search and an add (as the rootdn over ldapi), each bounded."""
+        """A search and three adds of entries with a 200-byte attribute (as the rootdn over ldapi), each bounded."""
         try:
             r = inst.ldap("ldapsearch", "-LLL", "-s", "base", "-b", SUFFIX, "1.1", uri=inst.ldap_uri,
                           timeout=CLIENT_TIMEOUT_S)
             if r.returncode != 0:
                 return False, f"search failed ({r.returncode}): {_short(r.stderr)}"
-            # an add, not a modify: a full MDB map still takes a same-size replace
-            r = inst.ldap("ldapadd", input=entry_ldif(f"client-{time.time_ns()}"), timeout=CLIENT_TIMEOUT_S)
-            if r.returncode != 0:
-                return False, f"search fine, write failed ({r.returncode}): {_short(r.stderr)}"
+            # Adds of ordinary entries, not a modify: a full MDB map still
+            # takes a same-size replace, and now and then an entry in pages
+            # that a failed transaction freed.
+            for i in range(3):
+                r = inst.ldap("ldapadd", input=entry_ldif(f"client-{time.time_ns()}", "x" * 200),
+                              timeout=CLIENT_TIMEOUT_S)
+                if r.returncode != 0:
+                    return False, f"search fine, add {i + 1} of 3 failed ({r.returncode}): {_short(r.stderr)}"
         except subprocess.TimeoutExpired:
             return False, f"no answer within {CLIENT_TIMEOUT_S:.0f} s"
-        return True, "search and write fine"
+        return True, "search and three adds fine"
 
     def faults(self):
         def kill9(inst, stack):
@@ -349,7 +349,15 @@ class SlapdService(Service):
             r = inst.ldap("ldapadd", "-c", input=data, timeout=180)
             if "(80)" not in r.stderr:
                 raise RuntimeError(f"the MDB map never filled: rc {r.returncode} {r.stderr[-300:]}")
-            return "MDB map full: olcDbMaxSize lowered to 256 KiB at run time, filled until error 80"
+            # Pages that failed transactions freed take a few more entries:
+            # add one at a time until three in a row fail with 80.
+            refused = 0
+            for i in range(300):
+                r = inst.ldap("ldapadd", input=entry_ldif(f"top{i:04d}", "x" * 200), timeout=30)
+                refused = refused + 1 if r.returncode == 80 else 0
+                if refused == 3:
+                    return "MDB map full: olcDbMaxSize lowered to 256 KiB at run time, filled until adds fail with 80"
+            raise RuntimeError("the MDB map still takes entries after 300 more adds")
 
         return [Fault("kill9", kill9), Fault("stop_main", stop_main),
                 Fault("stop_worker", None, na="slapd is one multi-threaded process: no separate worker"),
@@ -358,17 +366,6 @@ class SlapdService(Service):
 
 SERVICES: dict[str, type[Service]] = {"postfix": PostfixService, "dovecot": DovecotService, "slapd": SlapdService}
 FAULT_TITLES = {**FAULTS, "stop_auth": "SIGSTOP of the auth process"}
-
-
-def _wait_for(pred, what: str, timeout_s: float = 5.0):
-    deadline = time.monotonic() + timeout_s
-    while True:
-        v = pred()
-        if v:
-            return v
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"timed out waiting for {what}")
-        time.sleep(0.05)
 
 
 def _short(e: object, limit: int = 160) -> str:
