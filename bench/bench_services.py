@@ -26,6 +26,7 @@ from typing import Callable
 import procs
 from bench_common import STOCK_DIR, ours
 from dovecot_instance import DOMAIN, DovecotInstance
+from inn_instance import PROBE_GROUP, InnInstance
 from ocf import wait_for
 from postfix_instance import PostfixInstance, free_port, make_base_dir, rmtree, settle
 from slapd_instance import MONITOR_DN, PROBE_ENTRY, SUFFIX, SlapdInstance, entry_ldif
@@ -118,7 +119,8 @@ class Service:
 
     def __init__(self, build: Path):
         self.ours_agent = ours(build, self.name)
-        self.stock_agent = STOCK_DIR / self.stock
+        # None: resource-agents ships no agent for this service
+        self.stock_agent = STOCK_DIR / self.stock if self.stock else None
 
     def make(self, stack: contextlib.ExitStack, tmpfs_mib: int | None = None):
         raise NotImplementedError
@@ -364,7 +366,67 @@ class SlapdService(Service):
                 Fault("store_ro", store_ro), Fault("config", config), Fault("disk_full", disk_full)]
 
 
-SERVICES: dict[str, type[Service]] = {"postfix": PostfixService, "dovecot": DovecotService, "slapd": SlapdService}
+class InnService(Service):
+    """INN has no stock OCF agent (only the init script): ours alone, in the fault matrix only."""
+    name, stock, worker = "innd", "", "none (nnrpd is forked per reader connection)"
+
+    def make(self, stack, tmpfs_mib=None) -> InnInstance:
+        base = make_base_dir("msg-bench-inn-")
+        stack.callback(rmtree, base)
+        inst = InnInstance(base, free_port())
+        if tmpfs_mib:
+            stack.enter_context(tmpfs(inst.spool, tmpfs_mib))
+        stack.callback(inst.kill_all)
+        inst.create()
+        inst.start()
+        return inst
+
+    def ours_params(self, inst):
+        return {"inn_conf": inst.inn_conf, "probe_group": PROBE_GROUP}
+
+    def stock_params(self, inst):
+        raise NotImplementedError("no stock agent for INN")
+
+    def client_view(self, inst):
+        """POST an article, then read it back by Message-ID."""
+        try:
+            msgid = inst.post("bench client view")
+            if not inst.has_article(msgid):
+                return False, f"article {msgid} accepted (240) but not readable"
+        except (OSError, RuntimeError, IndexError) as e:
+            return False, f"NNTP failed: {_short(e)}"
+        return True, "POST and ARTICLE fine"
+
+    def faults(self):
+        def kill9(inst, stack):
+            kill_main(inst.innd_pid())
+            return "SIGKILL to innd"
+
+        def stop_main(inst, stack):
+            stop_process(inst.innd_pid())
+            return "SIGSTOP to innd"
+
+        def store_ro(inst, stack):
+            (inst.spool / "overview").chmod(0o555)
+            return "chmod 555 spool/overview"
+
+        def config(inst, stack):
+            with inst.inn_conf.open("a") as f:
+                f.write("this line is no parameter\n")
+            return "parse error appended to inn.conf (daemon not reloaded)"
+
+        def disk_full(inst, stack):
+            fill(inst.spool)
+            return "spool on a 64 MiB tmpfs, filled to the last block"
+
+        # 64 MiB: a healthy spool must be above innwatchspoolspace (25000 KB by default)
+        return [Fault("kill9", kill9), Fault("stop_main", stop_main),
+                Fault("stop_worker", None, na="innd is one process; nnrpd is forked per reader connection"),
+                Fault("store_ro", store_ro), Fault("config", config), Fault("disk_full", disk_full, tmpfs_mib=64)]
+
+
+SERVICES: dict[str, type[Service]] = {"postfix": PostfixService, "dovecot": DovecotService, "slapd": SlapdService,
+                                      "innd": InnService}
 FAULT_TITLES = {**FAULTS, "stop_auth": "SIGSTOP of the auth process"}
 
 
