@@ -126,6 +126,12 @@ class InnInstance:
         for d in self.paths().values():
             d.mkdir(parents=True, exist_ok=True)
         self.write_inn_conf()
+        if self.host not in ("127.0.0.1", "localhost", "::1"):
+            # host is a cluster's VIP: the agent's probe on the node holding it
+            # connects from that node's own address, in the VIP's /24 in the
+            # tests.  Let those read like localhost.
+            with (self.etc / "readers.conf").open("a") as f:
+                f.write(f'\nauth "cluster" {{\n    hosts: "{self.host}/24"\n    default: "<localhost>"\n}}\n')
         examples = Path("/usr/lib/news/examples")
         active = (examples / "active").read_text() + f"{PROBE_GROUP} 0000000000 0000000001 y\n"
         (self.db / "active").write_text(active)
