@@ -33,7 +33,10 @@ When the store is written somewhere else than where the nodes mount it
 (store_root != mount_point, e.g. the harness's shared dir on the host),
 prepare_store() writes it in a private mount namespace with store_root
 bind-mounted at mount_point, so that every path the tools (postfix check,
-slapadd, makedbz) see and write is the one the nodes will see.
+slapadd, makedbz) see and write is the one the nodes will see.  When the VIP
+is not an address of this host (it lives on the active node), it writes in
+a private network namespace too, with the VIP on its loopback: `postfix
+check` refuses an inet_interfaces that is not local.
 
 Usage::
 
@@ -48,7 +51,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -132,6 +134,15 @@ class StackInstances:
         return procs.kill_all(self.processes)
 
 
+def _is_local(address: str) -> bool:
+    """True if this host (network namespace) has address on one of its interfaces.
+
+    Not by binding a socket: in a fresh network namespace (loopback down)
+    binding any address succeeds."""
+    listing = procs.run(["ip", "-o", "addr", "show"], check=True).stdout
+    return any(f" {address}/" in line for line in listing.splitlines())
+
+
 def _pick_ports(vip: str, given: dict[str, int] | None) -> dict[str, int]:
     """Free high ports on the VIP if it is up here, else on loopback (the VIP's
     node is a fresh network namespace: any port free here is free there)."""
@@ -139,11 +150,7 @@ def _pick_ports(vip: str, given: dict[str, int] | None) -> dict[str, int]:
     unknown = set(ports) - set(PORT_NAMES)
     if unknown:
         raise ValueError(f"unknown port names {sorted(unknown)}; known: {PORT_NAMES}")
-    try:
-        free_port(vip)
-        host = vip
-    except OSError:
-        host = "127.0.0.1"
+    host = vip if _is_local(vip) else "127.0.0.1"
     for name in PORT_NAMES:
         while name not in ports:
             port = free_port(host)
@@ -235,10 +242,10 @@ def prepare_store(store_root: str | os.PathLike, vip: str, *, mount_point: str |
     insts = stack_instances(values)
     values.resources = _resources(values, insts)
     values.paths = _paths(insts)
-    if mount == store_root:
+    if mount == store_root and _is_local(vip):
         _write_store(values)
     else:
-        _write_through_mount(values)
+        _write_in_namespaces(values, private_net=not _is_local(vip))
     return values
 
 
@@ -247,19 +254,27 @@ def load_values(store_root: str | os.PathLike) -> StackValues:
     return StackValues.from_json((Path(store_root) / _VALUES_FILE).read_text())
 
 
-def _write_through_mount(values: StackValues) -> None:
-    """Run _write_store in a private mount namespace with store_root bind-mounted at mount_point."""
-    r = procs.run(["unshare", "--mount", "--propagation", "private", sys.executable, str(Path(__file__).resolve()),
-                   "--write-store"], input=values.to_json(), timeout=300)
+def _write_in_namespaces(values: StackValues, private_net: bool) -> None:
+    """Run _write_store in a private mount namespace with store_root bind-mounted at
+    mount_point, and with private_net in a network namespace holding the VIP."""
+    r = procs.run(["unshare", "--mount", "--propagation", "private", *(["--net"] if private_net else []),
+                   "/usr/bin/python3", str(Path(__file__).resolve()), "--write-store"],
+                  input=values.to_json(), timeout=300)
     if r.returncode != 0:
         raise RuntimeError(f"writing the store through {values.mount_point} failed ({r.returncode}):\n"
                            f"{r.stdout}{r.stderr}")
 
 
-def _mount_store_here(values: StackValues) -> None:
-    """In our private mount namespace: store_root at mount_point.  A missing mount
-    point is made on a tmpfs over its nearest existing ancestor (seen only here)."""
+def _enter_store_here(values: StackValues) -> None:
+    """In our private namespaces: the VIP on loopback unless it is local already;
+    store_root at mount_point unless they are the same.  A missing mount point
+    is made on a tmpfs over its nearest existing ancestor (seen only here)."""
+    if not _is_local(values.vip):
+        procs.run(["ip", "link", "set", "lo", "up"], check=True)
+        procs.run(["ip", "addr", "add", f"{values.vip}/32", "dev", "lo"], check=True)
     mount, store = Path(values.mount_point), Path(values.store_root)
+    if mount == store:
+        return
     if not mount.is_dir():
         ancestor = mount.parent
         while not ancestor.exists():
@@ -311,7 +326,7 @@ def _write_store(values: StackValues) -> None:
 def _main(argv: list[str]) -> int:
     if argv == ["--write-store"]:
         values = StackValues.from_json(sys.stdin.read())
-        _mount_store_here(values)
+        _enter_store_here(values)
         _write_store(values)
         return 0
     print(f"usage: {Path(__file__).name} --write-store < values.json (used by prepare_store)", file=sys.stderr)
