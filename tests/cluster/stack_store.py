@@ -12,6 +12,7 @@ failover lives on it, and everything node-specific follows the virtual IP::
     <mount_point>/postfix-gateway/  internet gateway: the same layout; relays @example.com
                                     to the internal MTA on the VIP
     <mount_point>/inn/              etc/ (inn.conf), db/ (active, history), spool/, run/, log/
+    <mount_point>/mailflow/         credentials (0600): the probe account mailflow logs in as
 
 Node-local runtime stays under run_root (default /run/messaging, a tmpfs on a
 real node, private per node in the test harness) where the daemon or its
@@ -106,6 +107,15 @@ class StackValues:
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), indent=2) + "\n"
 
+    def render_values(self) -> dict[str, dict[str, str]]:
+        """The values for cib-templates/render --values (JSON nested one level:
+        resource id -> parameter -> value), without what only the cluster knows
+        (node names, netmask, NIC, the store's device and fstype)."""
+        out: dict[str, dict[str, str]] = {"vip": {"ip": self.vip}, "store": {"directory": self.mount_point}}
+        for rid, rsc in self.resources.items():
+            out[rid] = dict(rsc.params)
+        return out
+
     @classmethod
     def from_json(cls, text: str) -> "StackValues":
         d = json.loads(text)
@@ -175,7 +185,7 @@ def stack_instances(values: StackValues) -> StackInstances:
 
 
 def _resources(values: StackValues, insts: StackInstances) -> dict[str, Resource]:
-    vip, ports = values.vip, values.ports
+    vip, ports, mount = values.vip, values.ports, Path(values.mount_point)
     s, d, pi, pg, n = insts.slapd, insts.dovecot, insts.postfix_internal, insts.postfix_gateway, insts.inn
 
     def postfix(inst: PostfixInstance) -> Resource:
@@ -198,14 +208,14 @@ def _resources(values: StackValues, insts: StackInstances) -> dict[str, Resource
             "inn_conf": str(n.inn_conf), "probe_host": vip, "port": str(n.port), "probe_group": PROBE_GROUP}),
         "mailflow": Resource("mailflow", {
             "smtp_host": vip, "smtp_port": str(ports["smtp"]), "imap_host": vip, "imap_port": str(ports["imap"]),
-            "credentials_file": str(d.credentials_file), "probe_address": PROBE_USER,
+            "credentials_file": str(mount / "mailflow" / "credentials"), "probe_address": PROBE_USER,
             "postfix_queue_dir": str(pi.queue_dir), "mail_root": str(d.mail_root)}),
     }
     assert tuple(res) == START_ORDER
     return res
 
 
-def _paths(insts: StackInstances) -> dict[str, str]:
+def _paths(values: StackValues, insts: StackInstances) -> dict[str, str]:
     return {k: str(v) for k, v in {
         "slapd_config": insts.slapd.config, "slapd_db": insts.slapd.db_dir,
         "dovecot_config": insts.dovecot.config_file, "mail_root": insts.dovecot.mail_root,
@@ -215,7 +225,7 @@ def _paths(insts: StackInstances) -> dict[str, str]:
         "postfix_gateway_config": insts.postfix_gateway.config_dir,
         "postfix_gateway_queue": insts.postfix_gateway.queue_dir,
         "inn_conf": insts.inn.inn_conf, "inn_spool": insts.inn.spool, "inn_history": insts.inn.history,
-        "credentials_file": insts.dovecot.credentials_file,
+        "credentials_file": Path(values.mount_point) / "mailflow" / "credentials",
     }.items()}
 
 
@@ -241,7 +251,7 @@ def prepare_store(store_root: str | os.PathLike, vip: str, *, mount_point: str |
                          resources={}, paths={})
     insts = stack_instances(values)
     values.resources = _resources(values, insts)
-    values.paths = _paths(insts)
+    values.paths = _paths(values, insts)
     if mount == store_root and _is_local(vip):
         _write_store(values)
     else:
@@ -320,6 +330,11 @@ def _write_store(values: StackValues) -> None:
     gateway.create()
 
     insts.inn.create()
+    # mailflow logs in as the same probe account as Dovecot's monitor, from a file of its own.
+    mailflow_cred = Path(values.paths["credentials_file"])
+    mailflow_cred.parent.mkdir(mode=0o700)
+    mailflow_cred.write_bytes(insts.dovecot.credentials_file.read_bytes())
+    mailflow_cred.chmod(0o600)
     (mount / _VALUES_FILE).write_text(values.to_json())
 
 

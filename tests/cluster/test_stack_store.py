@@ -184,9 +184,13 @@ def test_store_holds_everything_and_configs_name_only_the_mount_point(stack: Sta
                   "postfix-internal/etc/main.cf", "postfix-internal/spool/deferred",
                   "postfix-gateway/spool/incoming", "inn/etc/inn.conf", "inn/db/history", "inn/spool/articles"):
         assert (stack.shared / piece).exists(), f"{piece} is not on the store"
-    cred = stack.shared / "dovecot" / "probe.cred"
-    st = cred.stat()
-    assert (st.st_uid, st.st_mode & 0o777) == (0, 0o600), f"{cred}: uid {st.st_uid} mode {oct(st.st_mode)}"
+    for cred in (stack.shared / "dovecot" / "probe.cred", stack.shared / "mailflow" / "credentials"):
+        st = cred.stat()
+        assert (st.st_uid, st.st_mode & 0o777) == (0, 0o600), f"{cred}: uid {st.st_uid} mode {oct(st.st_mode)}"
+    # What the renderer is given is what the agents were given.
+    rendered = v.render_values()
+    assert rendered["vip"] == {"ip": VIP} and rendered["store"] == {"directory": mount}
+    assert all(rendered[rid] == rsc.params for rid, rsc in v.resources.items())
     assert not Path(run_root).exists(), "prepare_store must leave node-local runtime to the node"
 
 
