@@ -300,7 +300,11 @@ def _enter_store_here(values: StackValues) -> None:
 def _write_store(values: StackValues) -> None:
     """Write the store at values.mount_point (which must show store_root)."""
     mount = Path(values.mount_point)
-    mount.chmod(0o755)  # the services' users traverse it
+    closed = [str(d) for d in mount.parents if not d.stat().st_mode & 0o001]
+    if closed:
+        raise PermissionError(f"the services' users (openldap, vmail, postfix, news) cannot reach {mount}: "
+                              f"{', '.join(closed)} not searchable by others")
+    mount.chmod(0o755)
     insts = stack_instances(values)
     vip = values.vip
 
@@ -309,6 +313,9 @@ def _write_store(values: StackValues) -> None:
         d.mkdir(exist_ok=True)
         d.chmod(0o755)
     insts.dovecot.create()
+    with insts.dovecot.config_file.open("a") as conf:
+        # LMTP replies and generated headers name the service, not whichever node runs it.
+        conf.write("hostname = mail.example.com\n")
 
     internal, gateway = insts.postfix_internal, insts.postfix_gateway
     # Postfix accepts only recipients Dovecot knows; the gateway only those too.

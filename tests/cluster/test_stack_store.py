@@ -198,6 +198,9 @@ def test_stack_runs_from_the_store_and_survives_a_node_death_with_nothing_lost(s
     t0 = time.monotonic()
     took = stack.start_all()
     print(f"\nstarted in {sum(took.values()):.1f}s: " + ", ".join(f"{k} {s:.1f}s" for k, s in took.items()))
+    listeners = _tcp_listeners(stack.insts.processes())
+    expected = {(VIP, port) for port in stack.values.ports.values()}
+    assert listeners == expected, f"the stack listens on {sorted(listeners)}, expected only the VIP's {sorted(expected)}"
     for rid in START_ORDER:
         for level in (0, 10, 20):
             r = stack.rscs[rid].monitor(level)
@@ -268,3 +271,15 @@ def _store_messages(stack: Stack) -> str:
     box = stack.insts.dovecot.maildir(stack.values.user.split("@")[0])
     return "".join(f.read_text(errors="replace") for sub in ("new", "cur") if (box / sub).is_dir()
                    for f in (box / sub).iterdir())
+
+
+def _tcp_listeners(pids: list[int]) -> set[tuple[str, int]]:
+    """(address, port) of every listening TCP socket the given processes hold."""
+    out = procs.run(["ss", "-ltnpH"], check=True).stdout
+    found = set()
+    for line in out.splitlines():
+        fields = line.split()
+        if any(f"pid={p}," in line for p in pids):
+            addr, _, port = fields[3].rpartition(":")
+            found.add((addr.strip("[]"), int(port)))
+    return found
