@@ -4,7 +4,6 @@
 #include "msg/deadline.hpp"
 #include "msg/exit_report.hpp"
 #include "msg/imap.hpp"
-#include "msg/ldap.hpp"
 #include "msg/log.hpp"
 #include "msg/mailflow.hpp"
 #include "msg/nntp.hpp"
@@ -19,11 +18,15 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <functional>
 #include <iostream>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace {
@@ -171,90 +174,40 @@ command nntp_command(CLI::App& root)
             }};
 }
 
-// `ldap`: on libldap, addressed by URI rather than --host/--port/--socket.
-command ldap_command(CLI::App& root)
+// `ldap` runs msg-probe-ldap (see main): only that binary loads libldap and
+// the ~20 libraries behind it (GnuTLS, SASL, p11-kit, ...), so every other
+// check, the process check of each monitor above all, starts without them.
+// This entry only lists it in --help.
+void list_ldap_command(CLI::App& root)
 {
-    auto options = std::make_shared<msg::ldap_options>();
-    CLI::App* parser = root.add_subcommand(
-        "ldap", "LDAP check: optional StartTLS and bind, base search of the suffix (or rootDSE), probe entry, "
-                "write probe, MDB usage, replication lag");
-    parser->add_option("--uri", options->uri, "ldap://HOST[:PORT], ldaps://HOST[:PORT] or ldapi://%2Fpath%2Fsocket")
-        ->required();
-    parser->add_flag("--starttls", options->starttls, "StartTLS before anything else (ldap:// only)");
-    parser->add_option("--ca-file", options->ca_file, "PEM file of CAs to trust instead of the system store");
-    parser->add_option("--cert-warn-days", options->cert_warn_days,
-                       "exit 190 when the certificate expires within N days (0: never)")
-        ->check(CLI::NonNegativeNumber);
-    parser
-        ->add_option_function<int>(
-            "--deadline-ms", [options](int ms) { options->time_limit = std::chrono::milliseconds(ms); },
-            "the whole check ends within this many milliseconds (default 10000)")
-        ->check(CLI::Range(1, 24 * 60 * 60 * 1000));
-    parser->add_option("--suffix", options->suffix, "base-scope search of this DN (default: the rootDSE)");
-    auto* bind_dn = parser->add_option("--bind-dn", options->bind_dn, "simple bind as this DN");
-    auto* password = parser->add_option("--bind-password-file", options->bind_password_file,
-                                        "the bind password (see below)");
-    bind_dn->needs(password);
-    password->needs(bind_dn);
-    parser->add_flag("--sasl-external", options->sasl_external, "SASL EXTERNAL bind (ldapi:// peer credentials)")
-        ->excludes(bind_dn);
-    auto* probe_entry = parser->add_option("--probe-entry", options->probe_entry, "this entry must exist");
-    parser
-        ->add_option("--write-probe-attr", options->write_probe_attribute,
-                     "replace this attribute of --probe-entry with the current time (fails on a full MDB map)")
-        ->needs(probe_entry);
-    auto* provider = parser->add_option("--provider-uri", options->provider_uri,
-                                        "compare --suffix's contextCSN with this provider's (replication lag)");
-    parser->add_flag("--provider-starttls", options->provider_starttls, "StartTLS to the provider")->needs(provider);
-    parser
-        ->add_option_function<long>(
-            "--max-replication-lag-s",
-            [options](long seconds) { options->max_replication_lag = std::chrono::seconds(seconds); },
-            "exit 1 when this server lags the provider by more seconds")
-        ->check(CLI::NonNegativeNumber)
-        ->needs(provider);
-    parser
-        ->add_option_function<long>(
-            "--warn-replication-lag-s",
-            [options](long seconds) { options->warn_replication_lag = std::chrono::seconds(seconds); },
-            "exit 190 when this server lags the provider by more seconds")
-        ->check(CLI::NonNegativeNumber)
-        ->needs(provider);
-    auto* db_dir = parser->add_option("--db-dir", options->db_dir,
-                                      "the suffix's MDB directory (data.mdb): exit 1 when its map is full");
-    parser
-        ->add_option("--maxsize-warn-percent", options->maxsize_warn_percent,
-                     "exit 190 when the database's used pages exceed this share of its maxsize")
-        ->check(CLI::Range(1, 100))
-        ->needs(db_dir);
-    parser
-        ->add_option("--maxsize-bytes", options->maxsize_bytes,
-                     "olcDbMaxSize, the map size to measure against (default: the one data.mdb records, which "
-                     "LMDB never lowers: pass the configured one)")
-        ->needs(db_dir);
-    parser->footer(R"(Exit codes (OCF):
-  0    healthy
-  1    unhealthy: no or bad reply, stall, deadline passed, bind rejected (also
-       invalid credentials: the service refuses its configured identity),
-       suffix or probe entry missing, write probe failed (e.g. LDAP error 80
-       from a full MDB map), bad certificate, replication lag over
-       --max-replication-lag-s, MDB files missing under --db-dir or its
-       map full (fewer than 32 pages left to grow into or reuse)
-  2    bad usage of msg-probe
-  6    misconfigured: unsafe or unreadable --bind-password-file or --ca-file
-  7    nothing listening: connection refused, ldapi socket absent
-  190  degraded: certificate expires within --cert-warn-days, lag over
-       --warn-replication-lag-s, provider unreachable (lag unknown), MDB
-       usage over --maxsize-warn-percent
-On any exit status but 0, one reason line is written to stderr.
+    root.add_subcommand("ldap", "LDAP check (runs msg-probe-ldap with the same arguments; see its --help): "
+                                "optional StartTLS and bind, base search of the suffix (or rootDSE), probe entry, "
+                                "write probe, MDB usage, replication lag");
+}
 
---bind-password-file holds the password alone (the DN is --bind-dn); one
-trailing newline is stripped. It must be a regular file owned by root with
-mode 0600 or 0400, or msg-probe exits 6. The password never goes to
-arguments, the environment, logs or reasons.
-The provider gets the same simple bind as this server (SASL EXTERNAL only
-over ldapi://, else anonymous).)");
-    return {parser, [options] { return msg::check_ldap(*options, msg::deadline::after(options->time_limit)); }};
+// `msg-probe ldap ARG...`: replaces this process with msg-probe-ldap ARG...
+// from the same directory. Returns only when that cannot run.
+int exec_ldap_probe(int argc, char** argv)
+{
+    std::error_code ec;
+    std::filesystem::path self = std::filesystem::read_symlink("/proc/self/exe", ec);
+    if (ec)
+        self = argv[0];
+    const std::filesystem::path ldap_probe = self.parent_path() / "msg-probe-ldap";
+    // What libldap would load and never use, kept out of the check's memory:
+    // GnuTLS initialises itself (and p11-kit's trust modules) when loaded;
+    // this way libldap initialises it only once a TLS connection needs it.
+    // Cyrus SASL loads every plugin in its directory; the check binds only
+    // simple or with EXTERNAL, which is built into libsasl2.
+    ::setenv("GNUTLS_NO_IMPLICIT_INIT", "1", 1);
+    ::setenv("SASL_PATH", "/dev/null", 1);
+    std::vector<char*> args{const_cast<char*>(ldap_probe.c_str())};
+    args.insert(args.end(), argv + 2, argv + argc);
+    args.push_back(nullptr);
+    ::execv(ldap_probe.c_str(), args.data());
+    const int error = errno;
+    return msg::report_exit({error == ENOENT ? msg::ocf_code::err_installed : msg::ocf_code::err_generic,
+                             "cannot run " + ldap_probe.string() + ": " + std::strerror(error)});
 }
 
 // The endpoint options of one of mailflow's two servers: --smtp-host,
@@ -401,17 +354,19 @@ std::string usage_error(CLI::App& app, const CLI::ParseError& error)
 
 int main(int argc, char** argv)
 {
+    if (argc >= 2 && std::string_view(argv[1]) == "ldap")
+        return exec_ldap_probe(argc, argv);
     const msg::log_session log("msg-probe", isatty(STDERR_FILENO) == 1);
     try {
         CLI::App app("Deadline-bound health checks of messaging servers, for OCF resource agents.", "msg-probe");
         app.require_subcommand(1);
         app.footer(exit_codes_help);
+        list_ldap_command(app);
         const std::vector<command> commands{
             smtp_command(app, false),
             smtp_command(app, true),
             imap_command(app),
             pop3_command(app),
-            ldap_command(app),
             nntp_command(app),
             mailflow_command(app),
             process_command(app),

@@ -19,7 +19,7 @@ import procs
 from ocf import agent_path, build_dir, helper_dir
 from postfix_instance import POSTFIX, PostfixInstance, free_port, make_base_dir, rmtree
 
-HELPERS = ("msg-probe", "msg-recover")
+HELPERS = ("msg-probe", "msg-probe-ldap", "msg-recover")
 
 
 def pytest_configure(config: pytest.Config) -> None:
