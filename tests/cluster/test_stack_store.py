@@ -12,12 +12,19 @@ node-local runtime is wiped as on a fresh node, and the stack starts again
 from the same store (msg-recover runs in each start).  Nothing is lost: the
 earlier mail, the queued message, the directory and the news article.
 
+A second store is prepared for a VIP this host does not have, at the
+production paths (/srv/messaging, /run/messaging), and served from a "node":
+a network namespace holding the VIP, with private mount and PID namespaces
+(this file run as its PID 1), where the store is bind-mounted and /run is a
+fresh tmpfs, as the three-node harness's nodes have them.
+
 Run: MSG_BUILD_DIR=<build dir> /usr/bin/python3 -m pytest tests/cluster/test_stack_store.py
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import sys
@@ -33,7 +40,7 @@ sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent / "integration"))
 
 import procs  # noqa: E402
-from mail_client import MailClient, imap_message_ids  # noqa: E402
+from mail_client import MailClient  # noqa: E402
 from ocf import OCF, AgentResource, agent_path, expect, wait_for  # noqa: E402
 from postfix_instance import make_base_dir, rmtree  # noqa: E402
 from slapd_instance import PEOPLE  # noqa: E402
@@ -81,22 +88,23 @@ class Stack:
             expect(self.rscs[rid].stop(), OCF.SUCCESS)
 
     def client(self, **kw) -> MailClient:
-        return MailClient(VIP, self.values.ports["smtp"], self.values.user, timeout_s=5.0, **kw)
+        return MailClient(self.values.vip, self.values.ports["smtp"], self.values.user, timeout_s=5.0, **kw)
 
-    def mailbox_ids(self) -> set[str]:
-        return imap_message_ids(VIP, self.values.ports["imap"], self.values.user, self.values.password)
+    def missing(self, client: MailClient) -> list:
+        v = self.values
+        return client.missing(v.vip, v.ports["imap"], v.user, v.password)
 
     def wait_delivered(self, client: MailClient, timeout_s: float) -> None:
         """Until every message client got a 250 for is in the mailbox (IMAP)."""
         def none_missing() -> bool:
             try:
-                return not client.missing(VIP, self.values.ports["imap"], self.values.user, self.values.password)
+                return not self.missing(client)
             except OSError:
                 return False
         try:
             wait_for(none_missing, timeout_s, "every accepted message in the mailbox", period_s=0.25)
         except AssertionError:
-            missing = client.missing(VIP, self.values.ports["imap"], self.values.user, self.values.password)
+            missing = self.missing(client)
             raise AssertionError(f"{len(missing)} of {len(client.accepted)} accepted messages not in the "
                                  f"mailbox: {[m.message_id for m in missing][:5]}\n"
                                  f"internal maillog:\n{self.insts.postfix_internal.maillog_tail(15)}\n"
@@ -283,3 +291,77 @@ def _tcp_listeners(pids: list[int]) -> set[tuple[str, int]]:
             addr, _, port = fields[3].rpartition(":")
             found.add((addr.strip("[]"), int(port)))
     return found
+
+
+# ---------------------------------------------------------------------------
+# A store for a foreign VIP, served from a node's namespaces
+
+NODE_VIP = "10.213.254.100"  # exists only inside the test's network namespace
+NODE_MESSAGES = 5
+
+
+def test_store_for_a_foreign_vip_serves_from_a_node_namespace(build_tree_agents: Path) -> None:
+    base = make_base_dir("msg-itest-stack-node-")
+    netns = f"msgss-{uuid.uuid4().hex[:8]}"
+    try:
+        values = prepare_store(base / "shared", NODE_VIP, mount_point="/srv/messaging", run_root="/run/messaging")
+        assert not Path("/srv/messaging").exists() or not any(Path("/srv/messaging").iterdir()), \
+            "preparing the store left a mount or files on this host's /srv/messaging"
+        procs.run(["ip", "netns", "add", netns], check=True)
+        procs.run(["ip", "-n", netns, "link", "set", "lo", "up"], check=True)
+        procs.run(["ip", "-n", netns, "addr", "add", f"{NODE_VIP}/24", "dev", "lo"], check=True)
+        # PID 1 of its own PID namespace: when it exits, every daemon it started dies.
+        r = procs.run(["ip", "netns", "exec", netns, "unshare", "--mount", "--propagation", "private", "--pid",
+                       "--fork", "--kill-child", "--mount-proc", "/usr/bin/python3", str(Path(__file__).resolve()),
+                       "--node", str(base / "shared")],
+                      env={**os.environ, "MSG_BUILD_DIR": str(build_tree_agents.parents[2])}, timeout=240)
+        print(r.stdout)
+        assert r.returncode == 0, f"the node failed ({r.returncode}):\n{r.stdout}\n{r.stderr[-4000:]}"
+        report = json.loads(r.stdout.strip().splitlines()[-1])
+        assert report["listeners"] == sorted([NODE_VIP, p] for p in values.ports.values())
+        assert report["missing"] == [] and report["accepted"] >= NODE_MESSAGES, report
+        assert report["left"] == [], report
+    finally:
+        procs.run(["ip", "netns", "del", netns])
+        rmtree(base)
+
+
+def _node_main(shared: Path) -> int:
+    """In the node's namespaces: mount the store and a fresh /run, run the stack from
+    the values on the store, print a JSON report as the last line."""
+    procs.enable_subreaper()  # PID 1 here: reap the daemons' orphans
+    values = load_values(shared)
+    for mnt, how in (("/run", ["-t", "tmpfs", "-o", "mode=0755", "node-run"]),
+                     ("/srv", ["-t", "tmpfs", "-o", "mode=0755", "node-srv"])):
+        procs.run(["mount", *how, mnt], check=True)
+    for d in ("/run/lock", "/run/resource-agents", values.mount_point):
+        os.makedirs(d, exist_ok=True)
+    procs.run(["mount", "--bind", str(shared), values.mount_point], check=True)
+    stack = Stack(values, shared, "node")
+    took = stack.start_all()
+    for rid in START_ORDER:
+        r = stack.rscs[rid].monitor(20)
+        if r.rc != OCF.SUCCESS:
+            raise AssertionError(f"{rid} monitor at depth 20:\n{r.describe()}")
+    client = stack.client()
+    with client:
+        client.wait_accepted(NODE_MESSAGES, timeout_s=60)
+    listeners = sorted([a, p] for a, p in _tcp_listeners(stack.insts.processes()))
+    missing: list[str] = []
+    try:
+        stack.wait_delivered(client, timeout_s=30)
+    except AssertionError as e:
+        missing = [str(e)]
+    stack.stop_all()
+    report = {"started_s": round(sum(took.values()), 1), "accepted": len(client.accepted), "missing": missing,
+              "listeners": listeners, "left": stack.insts.processes()}
+    print(f"node: stack on {values.vip} started in {report['started_s']}s, {report['accepted']} messages "
+          f"through it, {len(missing)} missing")
+    print(json.dumps(report))
+    return 0
+
+
+if __name__ == "__main__":
+    if sys.argv[1:2] == ["--node"] and len(sys.argv) == 3:
+        sys.exit(_node_main(Path(sys.argv[2])))
+    sys.exit(f"usage: {sys.argv[0]} --node SHARED_DIR (test_stack_store runs this in a node's namespaces)")
