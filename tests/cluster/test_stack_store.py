@@ -27,7 +27,9 @@ import contextlib
 import json
 import os
 import signal
+import socket
 import sys
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -288,6 +290,60 @@ def _tcp_listeners(pids: list[int]) -> set[tuple[str, int]]:
             addr, _, port = fields[3].rpartition(":")
             found.add((addr.strip("[]"), int(port)))
     return found
+
+
+# ---------------------------------------------------------------------------
+# mail_client's bookkeeping, against a scripted SMTP server
+
+class ScriptedSmtp:
+    """An SMTP server on 127.0.0.1 that ends each connection's DATA as the next entry
+    of `endings` says: a reply line to send, or None to hang up without one."""
+
+    def __init__(self, endings: list[bytes | None]):
+        self.endings = list(endings)
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.thread = threading.Thread(target=self._serve, daemon=True, name="scripted-smtp")
+        self.thread.start()
+
+    def _serve(self) -> None:
+        for ending in self.endings:
+            conn, _ = self.listener.accept()
+            with conn, conn.makefile("rb") as f:
+                conn.sendall(b"220 scripted ESMTP\r\n")
+                while line := f.readline():
+                    verb = line[:4].upper()
+                    if verb == b"DATA":
+                        conn.sendall(b"354 go ahead\r\n")
+                        while f.readline() not in (b".\r\n", b""):
+                            pass
+                        if ending is None:
+                            break
+                        conn.sendall(ending + b"\r\n")
+                    elif verb == b"QUIT":
+                        conn.sendall(b"221 bye\r\n")
+                        break
+                    else:
+                        conn.sendall(b"250 ok\r\n")
+        self.listener.close()
+
+
+def test_mail_client_counts_only_a_250_after_data_and_times_the_outage() -> None:
+    server = ScriptedSmtp([b"250 2.0.0 queued", b"451 4.3.0 try later", None, b"250 2.0.0 queued again"])
+    client = MailClient("127.0.0.1", server.port, "alice@example.com", timeout_s=5.0)
+    outcomes = [client.send_one() for _ in range(4)]
+    server.thread.join(10)
+    refused = client.send_one()  # the server is gone: connection refused
+    assert [type(o).__name__ for o in outcomes + [refused]] == \
+        ["Submission", "Failure", "Failure", "Submission", "Failure"], outcomes + [refused]
+    assert client.accepted == [outcomes[0], outcomes[3]]
+    assert outcomes[0].reply.startswith("250") and outcomes[0].message_id != outcomes[3].message_id
+    assert "451" in outcomes[1].reason and not outcomes[1].uncertain
+    assert outcomes[2].uncertain, "a hang-up after the data went out may have delivered: uncertain"
+    assert "refused" in refused.reason.lower() and not refused.uncertain
+    first_failure, first_success = client.outage()
+    assert (first_failure, first_success) == (outcomes[1], outcomes[3])
+    assert client.outage_s() == pytest.approx(outcomes[3].mono - outcomes[1].mono)
 
 
 # ---------------------------------------------------------------------------
