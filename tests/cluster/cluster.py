@@ -1203,21 +1203,29 @@ nodelist {{
     @contextlib.contextmanager
     def in_client_netns(self) -> Iterator[None]:
         """Run the calling THREAD in the client netns (sockets it opens meanwhile live there;
-        threads it starts meanwhile stay there).  Network namespaces are per thread."""
-        libc = ctypes.CDLL(None, use_errno=True)
-        own = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
-        target = os.open(f"/run/netns/{self.client_netns}", os.O_RDONLY)
+        threads and processes it starts meanwhile stay there).  Network namespaces are per thread."""
+        with thread_in_netns(self.client_netns):
+            yield
+
+    @contextlib.contextmanager
+    def scratch_netns(self, addr: str) -> Iterator[None]:
+        """The calling thread in a fresh netns of its own that holds addr, cabled to
+        nothing (a veth pair with both ends inside: this kernel has no dummy
+        interfaces): for tools that insist the address is local, e.g. `postfix
+        check` of a configuration that binds the VIP."""
+        ns = f"{self.tag}-scratch"
+        _ip("netns", "del", ns, check=False)
+        _ip("netns", "add", ns)
         try:
-            if libc.setns(target, CLONE_NEWNET) != 0:
-                raise ClusterError(f"setns {self.client_netns}: {os.strerror(ctypes.get_errno())}")
-            try:
+            _ip("-n", ns, "link", "set", "lo", "up")
+            _ip("-n", ns, "link", "add", "eth0", "type", "veth", "peer", "name", "eth1")
+            _ip("-n", ns, "addr", "add", f"{addr}/24", "dev", "eth0")
+            _ip("-n", ns, "link", "set", "eth1", "up")
+            _ip("-n", ns, "link", "set", "eth0", "up")
+            with thread_in_netns(ns):
                 yield
-            finally:
-                if libc.setns(own, CLONE_NEWNET) != 0:
-                    raise ClusterError(f"setns back: {os.strerror(ctypes.get_errno())}")
         finally:
-            os.close(own)
-            os.close(target)
+            _ip("netns", "del", ns, check=False)
 
     # ---- the power switch ------------------------------------------------------
 
@@ -1249,7 +1257,9 @@ nodelist {{
         _ip("-n", self.switch_netns, "link", "set", f"hv{self.node(node).nodeid}", "down")
 
     def restore_link(self, node: int | str) -> None:
-        _ip("-n", self.switch_netns, "link", "set", f"hv{self.node(node).nodeid}", "up")
+        """Plug the cable back (a no-op if the node was powered off meanwhile: its
+        port went with it, and booting plugs a new one)."""
+        _ip("-n", self.switch_netns, "link", "set", f"hv{self.node(node).nodeid}", "up", check=False)
 
     def hold_fencing(self, node: int | str) -> None:
         """Fence requests against node wait (bounded by 60 s) until release_fencing()."""
@@ -1392,7 +1402,8 @@ nodelist {{
                 signal_pid(p, signal.SIGKILL)
         for n in self.nodes:
             wait_gone(n.init_pids(self.base) + n.unshare_pids(self.base), 10, lambda: None)
-        for ns in [n.netns for n in self.nodes] + [self.client_netns, self.switch_netns]:
+        for ns in [n.netns for n in self.nodes] + [self.client_netns, self.switch_netns,
+                                                    f"{self.tag}-scratch"]:
             if Path(f"/run/netns/{ns}").exists():
                 _ip("netns", "del", ns, check=False)
 
@@ -1428,6 +1439,25 @@ def _run_here(argv: list[str], *, env: dict[str, str], timeout: float, input: st
         raise ClusterError(f"{' '.join(argv)} exited {r.returncode}: "
                            f"{(r.stderr or '').strip() or (r.stdout or '').strip()}")
     return r
+
+
+@contextlib.contextmanager
+def thread_in_netns(netns: str) -> Iterator[None]:
+    """setns(2) the calling thread into /run/netns/<netns>, and back at the end."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    own = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
+    target = os.open(f"/run/netns/{netns}", os.O_RDONLY)
+    try:
+        if libc.setns(target, CLONE_NEWNET) != 0:
+            raise ClusterError(f"setns {netns}: {os.strerror(ctypes.get_errno())}")
+        try:
+            yield
+        finally:
+            if libc.setns(own, CLONE_NEWNET) != 0:
+                raise ClusterError(f"setns back from {netns}: {os.strerror(ctypes.get_errno())}")
+    finally:
+        os.close(own)
+        os.close(target)
 
 
 def power_request(sock_path: Path | str, request: str, timeout: float = 120.0) -> str:
