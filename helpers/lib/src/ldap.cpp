@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <condition_variable>
 #include <cstring>
 #include <ctime>
@@ -152,6 +153,12 @@ int quiet_sasl_interaction(LDAP* /*ld*/, unsigned /*flags*/, void* /*defaults*/,
     return LDAP_SUCCESS;
 }
 
+// The largest LDAP message the probe takes: its replies (a bind, base
+// searches, one entry, contextCSN) are a few KiB, and libldap buffers a
+// whole message before decoding it, as large as the server's BER length
+// says, so a hostile server could make it allocate gigabytes.
+constexpr ber_len_t max_message_bytes = 1 << 20;
+
 // One LDAP connection, every operation asynchronous and awaited with
 // ldap_result bounded by the deadline (libldap's network timeout alone does
 // not bound a server that accepted the connection and then froze).
@@ -190,6 +197,11 @@ public:
             fail("cannot set up libldap: " + describe_code(rc));
         }
         set_option(LDAP_OPT_PROTOCOL_VERSION, LDAP_VERSION3);
+        Sockbuf* socket_buffer = nullptr;
+        ber_len_t max_incoming = max_message_bytes;
+        if (ldap_get_option(ld_, LDAP_OPT_SOCKBUF, &socket_buffer) != LDAP_OPT_SUCCESS || socket_buffer == nullptr
+            || ber_sockbuf_ctrl(socket_buffer, LBER_SB_OPT_SET_MAX_INCOMING, &max_incoming) != 1)
+            fail("cannot bound libldap's message size");
         // A referral would send libldap to another server, unbounded.
         if (ldap_set_option(ld_, LDAP_OPT_REFERRALS, LDAP_OPT_OFF) != LDAP_OPT_SUCCESS)
             fail("cannot turn off referral chasing");
@@ -339,7 +351,10 @@ private:
     {
         const int code = session_error();
         std::string reason;
-        if (code == LDAP_SERVER_DOWN)
+        if (code == LDAP_SERVER_DOWN && errno == ERANGE)
+            reason = target_.uri + " sent a message over " + std::to_string(max_message_bytes) + " bytes (or no LDAP) "
+                     + doing + " " + stage;
+        else if (code == LDAP_SERVER_DOWN)
             reason = "connection to " + target_.uri + " closed " + doing + " " + stage;
         else if (code == LDAP_DECODING_ERROR)
             reason = target_.uri + " sent a reply to " + stage + " that is not LDAP (undecodable)";
@@ -371,7 +386,34 @@ private:
         if (rc == LDAP_TIMEOUT || until_.passed())
             fail(target_.uri + ": no " + stage.substr(0, stage.find(" with ")) + within(limit_));
         const std::string detail = diagnostic_message();
+        if (target_.scheme == "ldaps")
+            name_certificate_rejection();
         fail(stage + " failed: " + describe_code(rc) + (detail.empty() ? "" : " (" + detail + ")"));
+    }
+
+    // libldap (on GnuTLS in Debian) reports a certificate it refused only as
+    // "Connect error": a second handshake on our own TLS client, which
+    // verifies the same way, names why ("certificate has expired",
+    // "self-signed certificate", "hostname mismatch") and whose certificate.
+    void name_certificate_rejection()
+    {
+        // Our first connection goes first: a server may serve one at a time.
+        ldap_unbind_ext(ld_, nullptr, nullptr);
+        ld_ = nullptr;
+        probe_options where;
+        where.host = target_.host;
+        where.port = target_.port;
+        where.tls = tls_mode::implicit;
+        where.ca_file = options_.ca_file;
+        try {
+            line_channel second(until_);
+            second.connect(where, target_.port);
+        } catch (const check_failure& failure) {
+            // "TLS certificate of HOST:PORT rejected: WHY (SUBJECT)", named by URI here.
+            const std::string& reason = failure.result().reason();
+            if (const auto verdict = reason.find(" rejected: "); verdict != std::string::npos)
+                fail("TLS certificate of " + target_.uri + reason.substr(verdict));
+        }
     }
 
     // Checks the certificate libldap verified (against ca_file, and the
@@ -399,6 +441,8 @@ private:
                 fail(target_.uri + ": no reply to " + stage + within(limit_));
             timeval left = to_timeval(until_.remaining());
             LDAPMessage* answer = nullptr;
+            // liblber says "message over the size limit" only as ERANGE.
+            errno = 0;
             const int rc = ldap_result(ld_, msgid, LDAP_MSG_ALL, &left, &answer);
             if (rc > 0 && answer != nullptr)
                 return message_ptr(answer);
