@@ -400,6 +400,19 @@ TEST_F(MailflowProbe, SubmissionServerEchoingThePasswordIsRedacted)
                    1000ms);
 }
 
+// Found by mailflow_fuzz: base64 is the password in all but name.
+TEST_F(MailflowProbe, SubmissionServerEchoingTheAuthLineIsRedacted)
+{
+    fake_mail_setup setup;
+    setup.smtp_auth = true;
+    // base64("\0probe\0S3cret pw"), as AUTH PLAIN sent it.
+    setup.smtp_replies["AUTH"] = "535 5.7.8 no: AUTH PLAIN AHByb2JlAFMzY3JldCBwdw==\r\n";
+    fake_mail_pair pair(setup);
+    expect_failure(run(with_submission_login(options_for(pair))).as_timed(),
+                   "submission login failed: AUTH PLAIN as probe rejected: 535 5.7.8 no: AUTH PLAIN ********",
+                   1000ms);
+}
+
 TEST_F(MailflowProbe, AuthNotOfferedOverPlaintextSaysSo)
 {
     fake_mail_pair pair;

@@ -54,6 +54,29 @@ void append_base64(wiped_string& out, std::string_view bytes)
     out.text().resize(start + static_cast<std::size_t>(written));
 }
 
+// Appends the AUTH PLAIN initial response (RFC 4616: empty authorization
+// identity, NUL, user, NUL, password) in base64 to `out`.
+void append_plain_response(wiped_string& out, const credentials& login)
+{
+    wiped_string message;
+    message.text().reserve(login.username().size() + login.password().size() + 2);
+    message.text().push_back('\0');
+    message.text() += login.username();
+    message.text().push_back('\0');
+    message.text() += login.password();
+    append_base64(out, message.text());
+}
+
+// Replaces every occurrence of `secret` in `text` by asterisks.
+void mask_all(std::string& text, std::string_view secret)
+{
+    const std::string_view mask = "********";
+    if (secret.empty())
+        return;
+    for (auto at = text.find(secret); at != std::string::npos; at = text.find(secret, at + mask.size()))
+        text.replace(at, secret.size(), mask);
+}
+
 } // namespace
 
 smtp_session::smtp_session(line_channel& channel, bool lmtp, const credentials* login)
@@ -132,16 +155,9 @@ void smtp_session::authenticate(const std::vector<smtp_extension>& offered)
     const credentials& login = *login_;
     const std::string who = printable_excerpt(login.username(), 64);
     if (offers_extension(offered, "AUTH PLAIN")) {
-        // RFC 4616: authorization identity (empty: the same), NUL, user, NUL, password.
-        wiped_string message;
-        message.text().reserve(login.username().size() + login.password().size() + 2);
-        message.text().push_back('\0');
-        message.text() += login.username();
-        message.text().push_back('\0');
-        message.text() += login.password();
         wiped_string line;
         line.text() = "AUTH PLAIN ";
-        append_base64(line, message.text());
+        append_plain_response(line, login);
         expect(command(line.text(), "AUTH PLAIN"), 235, 235, "AUTH PLAIN as " + who);
         return;
     }
@@ -163,7 +179,19 @@ void smtp_session::authenticate(const std::vector<smtp_extension>& offered)
 
 std::string smtp_session::excerpt(std::string_view text, std::size_t max_chars) const
 {
-    return printable_excerpt(login_ != nullptr ? login_->redact(text) : std::string(text), max_chars);
+    if (login_ == nullptr)
+        return printable_excerpt(text, max_chars);
+    // A server may quote the AUTH line it rejects ("535 ... AUTH PLAIN
+    // AGZ..."), and base64 is the password in all but name: the encodings
+    // authenticate() sends are masked like the password itself.
+    std::string masked(text);
+    wiped_string plain;
+    append_plain_response(plain, *login_);
+    mask_all(masked, plain.text());
+    wiped_string password;
+    append_base64(password, login_->password());
+    mask_all(masked, password.text());
+    return printable_excerpt(login_->redact(masked), max_chars);
 }
 
 std::string smtp_path(const std::string& address)

@@ -46,7 +46,8 @@ public:
     // user, never the password.
     void authenticate(const std::vector<smtp_extension>& offered);
 
-    // Server text for a reason: the password masked, then made printable and at most max_chars long.
+    // Server text for a reason: the password masked (also the base64 forms
+    // authenticate() sends), then made printable and at most max_chars long.
     std::string excerpt(std::string_view text, std::size_t max_chars = 200) const;
 
     // "SMTP" or "LMTP", as reasons and logs name the protocol.
