@@ -295,6 +295,8 @@ TEST(SlapdToolOutput, ClearedReaderCount)
                                         "  4242 7f00 12\n  3 stale readers cleared.\n(no active readers)\n"),
               3u);
     EXPECT_EQ(msg::cleared_reader_count("Status of Main DB\n"), std::nullopt);
+    // Found by tool_output_fuzz: more than size_t holds threw out of recovery.
+    EXPECT_EQ(msg::cleared_reader_count("  99999999999999999999999 stale readers cleared.\n"), std::nullopt);
 }
 
 // The binary in a fresh network namespace, where no corosync can be

@@ -10,6 +10,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <charconv>
 #include <fstream>
 #include <sstream>
 #include <string_view>
@@ -361,9 +362,13 @@ std::optional<std::size_t> cleared_reader_count(const std::string& mdb_stat_outp
         if (at == std::string::npos)
             continue;
         const std::string number = trim(std::string_view(line).substr(0, at));
-        if (number.empty() || number.find_first_not_of("0123456789") != std::string::npos)
+        // from_chars, not stoul: a count too large for size_t (a damaged or
+        // foreign mdb_stat) is no count, not an exception out of recovery.
+        std::size_t count = 0;
+        const auto [end, error] = std::from_chars(number.data(), number.data() + number.size(), count);
+        if (number.empty() || error != std::errc() || end != number.data() + number.size())
             return std::nullopt;
-        return static_cast<std::size_t>(std::stoul(number));
+        return count;
     }
     return std::nullopt;
 }
