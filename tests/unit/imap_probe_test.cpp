@@ -538,15 +538,6 @@ TEST_F(ImapProbe, StarttlsRefusedFails)
     expect_failure(run(options), "STARTTLS rejected: NO [UNAVAILABLE] TLS not available", 1000ms);
 }
 
-TEST_F(ImapProbe, StarttlsNotOfferedFails)
-{
-    server_script script = greeted(pre_login_caps);
-    fake_server server(script.stall());
-    auto options = options_for(server);
-    options.where.tls = msg::tls_mode::starttls;
-    expect_failure(run(options), "STARTTLS not offered by 127.0.0.1:" + std::to_string(server.port()), 1000ms);
-}
-
 // greeted(), STARTTLS, the handshake with `credentials`, CAPABILITY again.
 server_script starttls_with(const msg_test::pem_credentials& credentials,
                             const std::string& pre_tls_caps = pre_login_caps + " STARTTLS LOGINDISABLED")
@@ -559,26 +550,6 @@ server_script starttls_with(const msg_test::pem_credentials& credentials,
         .send("* CAPABILITY " + pre_login_caps + "\r\n")
         .send_tagged("OK Pre-login capabilities listed.\r\n");
     return script;
-}
-
-TEST_F(ImapProbe, SelfSignedCertificateFails)
-{
-    fake_server server(starttls_with(msg_test::self_signed({"localhost", "127.0.0.1"}, msg_test::valid_for_days(30))));
-    auto options = options_for(server);
-    options.where.tls = msg::tls_mode::starttls;
-    expect_failure(run(options), "rejected: self-signed certificate (CN=localhost)", 1000ms);
-}
-
-TEST_F(ImapProbe, ExpiredCertificateWithImplicitTlsFails)
-{
-    const msg_test::test_ca ca;
-    server_script script;
-    script.start_tls(ca.issue({"localhost", "127.0.0.1"}, msg_test::expired_yesterday())).send("* OK ready\r\n").stall();
-    fake_server server(script);
-    auto options = options_for(server);
-    options.where.tls = msg::tls_mode::implicit;
-    options.where.ca_file = dir_.write("ca.pem", ca.certificate_pem());
-    expect_failure(run(options), "rejected: certificate has expired (CN=localhost)", 1000ms);
 }
 
 TEST_F(ImapProbe, LoginAfterStarttlsPassesWhereLoginWasDisabledBefore)

@@ -396,14 +396,6 @@ TEST_F(NntpProbe, StarttlsRefusedFails)
     expect_failure(run(options), "STARTTLS rejected: 580 Error initializing TLS", 1000ms);
 }
 
-TEST_F(NntpProbe, StarttlsNotOfferedFails)
-{
-    fake_server server(reader(nnrpd_capabilities("SASL", false)).stall());
-    auto options = options_for(server);
-    options.where.tls = msg::tls_mode::starttls;
-    expect_failure(run(options), "STARTTLS not offered by 127.0.0.1:" + std::to_string(server.port()), 1000ms);
-}
-
 // reader() whose nnrpd offers STARTTLS but no AUTHINFO USER, the handshake,
 // then CAPABILITIES with AUTHINFO USER, as INN does.
 server_script starttls_with(const msg_test::pem_credentials& credentials)
@@ -415,24 +407,6 @@ server_script starttls_with(const msg_test::pem_credentials& credentials)
         .expect("CAPABILITIES")
         .send(nnrpd_capabilities("USER SASL"));
     return script;
-}
-
-TEST_F(NntpProbe, SelfSignedCertificateFails)
-{
-    fake_server server(starttls_with(msg_test::self_signed({"localhost", "127.0.0.1"}, msg_test::valid_for_days(30))));
-    auto options = options_for(server);
-    options.where.tls = msg::tls_mode::starttls;
-    expect_failure(run(options), "rejected: self-signed certificate (CN=localhost)", 1000ms);
-}
-
-TEST_F(NntpProbe, CertificateForAnotherNameFails)
-{
-    const msg_test::test_ca ca;
-    fake_server server(starttls_with(ca.issue({"news.other.example"}, msg_test::valid_for_days(30))));
-    auto options = options_for(server);
-    options.where.tls = msg::tls_mode::starttls;
-    options.where.ca_file = dir_.write("ca.pem", ca.certificate_pem());
-    expect_failure(run(options), "rejected", 1000ms);
 }
 
 TEST_F(NntpProbe, AuthinfoAfterStarttlsPassesWhereUserWasWithheldBefore)
@@ -480,18 +454,6 @@ TEST_F(NntpProbe, RejectedPasswordFailsWithoutThePassword)
     fake_server server(script);
     expect_failure(run(login_options(server)),
                    "AUTHINFO PASS for probe rejected: 481 Authentication failed for '********'", 1000ms);
-}
-
-TEST_F(NntpProbe, ExpiredCertificateWithImplicitTlsFails)
-{
-    const msg_test::test_ca ca;
-    server_script script;
-    script.start_tls(ca.issue({"localhost", "127.0.0.1"}, msg_test::expired_yesterday())).send(nnrpd_ready).stall();
-    fake_server server(script);
-    auto options = options_for(server);
-    options.where.tls = msg::tls_mode::implicit;
-    options.where.ca_file = dir_.write("ca.pem", ca.certificate_pem());
-    expect_failure(run(options), "rejected: certificate has expired (CN=localhost)", 1000ms);
 }
 
 TEST_F(NntpProbe, ImplicitTlsCertificateExpiringSoonIsDegraded)

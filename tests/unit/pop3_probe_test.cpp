@@ -227,15 +227,6 @@ TEST_F(Pop3Probe, StlsRefusedFails)
     expect_failure(run(options), "STLS rejected: -ERR TLS support isn't enabled.", 1000ms);
 }
 
-TEST_F(Pop3Probe, StlsNotOfferedFails)
-{
-    server_script script = greeted("+OK\r\nTOP\r\nUSER\r\n.\r\n");
-    fake_server server(script.stall());
-    auto options = options_for(server);
-    options.where.tls = msg::tls_mode::starttls;
-    expect_failure(run(options), "STLS not offered by 127.0.0.1:" + std::to_string(server.port()), 1000ms);
-}
-
 // greeted() without USER (plaintext auth disabled), STLS, the handshake, CAPA with USER.
 server_script stls_with(const msg_test::pem_credentials& credentials)
 {
@@ -243,14 +234,6 @@ server_script stls_with(const msg_test::pem_credentials& credentials)
     script.expect("STLS").send("+OK Begin TLS negotiation now.\r\n").start_tls(credentials).expect("CAPA").send(
         dovecot_capa);
     return script;
-}
-
-TEST_F(Pop3Probe, SelfSignedCertificateFails)
-{
-    fake_server server(stls_with(msg_test::self_signed({"localhost", "127.0.0.1"}, msg_test::valid_for_days(30))));
-    auto options = options_for(server);
-    options.where.tls = msg::tls_mode::starttls;
-    expect_failure(run(options), "rejected: self-signed certificate (CN=localhost)", 1000ms);
 }
 
 TEST_F(Pop3Probe, LoginAfterStlsPassesWhereUserWasWithheldBefore)
@@ -266,18 +249,6 @@ TEST_F(Pop3Probe, LoginAfterStlsPassesWhereUserWasWithheldBefore)
     EXPECT_EQ(result.code(), ocf_code::success) << result.reason();
     EXPECT_EQ(server.received(),
               (std::vector<std::string>{"CAPA", "STLS", "CAPA", "USER probe", "PASS S3cret pw", "STAT", "QUIT"}));
-}
-
-TEST_F(Pop3Probe, ExpiredCertificateWithImplicitTlsFails)
-{
-    const msg_test::test_ca ca;
-    server_script script;
-    script.start_tls(ca.issue({"localhost", "127.0.0.1"}, msg_test::expired_yesterday())).send("+OK ready\r\n").stall();
-    fake_server server(script);
-    auto options = options_for(server);
-    options.where.tls = msg::tls_mode::implicit;
-    options.where.ca_file = dir_.write("ca.pem", ca.certificate_pem());
-    expect_failure(run(options), "rejected: certificate has expired (CN=localhost)", 1000ms);
 }
 
 TEST_F(Pop3Probe, ImplicitTlsCertificateExpiringSoonIsDegraded)

@@ -333,16 +333,6 @@ TEST(SmtpProbe, StarttlsRefusedFails)
     EXPECT_LT(elapsed, 1000ms);
 }
 
-TEST(SmtpProbe, StarttlsNotOfferedFails)
-{
-    fake_server server(msg_test::healthy_smtp({"PIPELINING"}));
-    auto options = options_for(server.port());
-    options.where.tls = msg::tls_mode::starttls;
-    const auto [result, elapsed] = run(options);
-    EXPECT_EQ(result.code(), ocf_code::err_generic);
-    EXPECT_EQ(result.reason(), "STARTTLS not offered by 127.0.0.1:" + std::to_string(server.port()));
-}
-
 TEST(SmtpProbe, PlaintextAfterStarttlsReplyIsRejected)
 {
     fake_server server(up_to_starttls().send("220 Ready\r\n250 injected\r\n").stall());
@@ -362,44 +352,6 @@ TEST(SmtpProbe, StalledTlsHandshakeEndsAtDeadline)
     EXPECT_EQ(result.code(), ocf_code::err_generic);
     EXPECT_EQ(result.reason(), "no TLS handshake with 127.0.0.1:" + std::to_string(server.port()) + " within 800 ms");
     EXPECT_LT(elapsed, 800ms + slack);
-}
-
-TEST(SmtpProbe, SelfSignedCertificateFails)
-{
-    fake_server server(starttls_with(msg_test::self_signed({"localhost", "127.0.0.1"}, msg_test::valid_for_days(30))));
-    auto options = options_for(server.port());
-    options.where.tls = msg::tls_mode::starttls;
-    const auto [result, elapsed] = run(options);
-    EXPECT_EQ(result.code(), ocf_code::err_generic);
-    EXPECT_TRUE(contains(result.reason(), "TLS certificate of 127.0.0.1:"));
-    EXPECT_TRUE(contains(result.reason(), "rejected: self-signed certificate (CN=localhost)"));
-    EXPECT_LT(elapsed, 1000ms);
-}
-
-TEST(SmtpProbe, ExpiredCertificateFails)
-{
-    const msg_test::test_ca ca;
-    const msg_test::temp_dir dir;
-    fake_server server(starttls_with(ca.issue({"localhost", "127.0.0.1"}, msg_test::expired_yesterday())));
-    auto options = options_for(server.port());
-    options.where.tls = msg::tls_mode::starttls;
-    options.where.ca_file = dir.write("ca.pem", ca.certificate_pem());
-    const auto [result, elapsed] = run(options);
-    EXPECT_EQ(result.code(), ocf_code::err_generic);
-    EXPECT_TRUE(contains(result.reason(), "rejected: certificate has expired (CN=localhost)"));
-}
-
-TEST(SmtpProbe, CertificateForAnotherHostFails)
-{
-    const msg_test::test_ca ca;
-    const msg_test::temp_dir dir;
-    fake_server server(starttls_with(ca.issue({"other.example.org"}, msg_test::valid_for_days(30))));
-    auto options = options_for(server.port());
-    options.where.tls = msg::tls_mode::starttls;
-    options.where.ca_file = dir.write("ca.pem", ca.certificate_pem());
-    const auto [result, elapsed] = run(options);
-    EXPECT_EQ(result.code(), ocf_code::err_generic);
-    EXPECT_TRUE(contains(result.reason(), "rejected: IP address mismatch"));
 }
 
 TEST(SmtpProbe, ServerNameOptionSelectsTheNameToVerify)

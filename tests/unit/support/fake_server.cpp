@@ -200,6 +200,20 @@ public:
         return false;
     }
 
+    // Waits `span`; false when the client hung up (or the server stops) meanwhile.
+    bool pause(std::chrono::milliseconds span)
+    {
+        const auto until = std::chrono::steady_clock::now() + span;
+        while (!stopping_ && std::chrono::steady_clock::now() < until) {
+            // POLLRDHUP only: what the client sends meanwhile stays unread
+            // and does not wake this loop; its leaving does.
+            pollfd watch{fd_, POLLRDHUP, 0};
+            if (::poll(&watch, 1, poll_ms) > 0)
+                return false;
+        }
+        return !stopping_;
+    }
+
     // Until the client closes or the server stops.
     void stall()
     {
@@ -281,6 +295,20 @@ server_script& server_script::echo_block(std::string prefix)
 server_script& server_script::respond(responder handler)
 {
     steps_.push_back({step::kind::respond, {}, 0, {}, {}, std::move(handler)});
+    return *this;
+}
+
+server_script& server_script::trickle(std::string text, std::chrono::milliseconds pause)
+{
+    step added{step::kind::trickle, std::move(text), 0, {}};
+    added.pause = pause;
+    steps_.push_back(std::move(added));
+    return *this;
+}
+
+server_script& server_script::repeat(std::string text)
+{
+    steps_.push_back({step::kind::repeat, std::move(text), 0, {}});
     return *this;
 }
 
@@ -554,6 +582,21 @@ void fake_server::play(int fd)
                 if (answer.next != reaction::then::go_on)
                     return;
             }
+        case kind::trickle:
+            for (const char byte : step.text) {
+                if (!peer.send_all(std::string(1, byte)) || !peer.pause(step.pause))
+                    return;
+            }
+            break;
+        case kind::repeat: {
+            // Batches of the text, so the client, not this loop, is the bottleneck.
+            std::string batch;
+            while (batch.size() < 16 * 1024)
+                batch += step.text;
+            while (peer.send_all(batch)) {
+            }
+            return;
+        }
         case kind::stall:
             peer.stall();
             return;

@@ -42,6 +42,8 @@ public:
             receive_block,
             echo_block,
             respond,
+            trickle,
+            repeat,
         };
         kind what;
         std::string text;          // send(_tagged): bytes; expect(_tagged): command prefix; echo_*: prefix
@@ -49,6 +51,7 @@ public:
         pem_credentials credentials; // start_tls
         std::string suffix{};      // echo_literal: what follows the literal
         responder handler{};       // respond
+        std::chrono::milliseconds pause{}; // trickle: between two bytes
     };
 
     // Sends `text` as is (include the CR LF).
@@ -79,6 +82,12 @@ public:
     // says: for dialogues whose length no script can know in advance (a
     // client polling until something happens). Lines go to received().
     server_script& respond(responder handler);
+    // Sends `text` one byte at a time, `pause` between two (a slowloris
+    // server: always sending, never finishing a line in time).
+    server_script& trickle(std::string text, std::chrono::milliseconds pause);
+    // Sends `text` over and over until the client leaves or the server stops
+    // (an endless multiline reply); always the last step.
+    server_script& repeat(std::string text);
     // Keeps the connection open and silent until the client leaves or the server stops.
     server_script& stall();
     // Closes the connection (also what happens after the last step).
