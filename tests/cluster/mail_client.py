@@ -24,6 +24,7 @@ another process's timestamps) and time.monotonic() (for durations).
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import dataclasses
 import imaplib
@@ -128,34 +129,37 @@ class MailClient:
         msg["Message-ID"] = message_id
         msg.set_content(f"{subject}\n")
         data_sent = False
+        smtp: smtplib.SMTP | None = None
         try:
-            with smtplib.SMTP(self.host, self.port, local_hostname=self.helo, timeout=self.timeout_s) as smtp:
-                smtp.ehlo_or_helo_if_needed()
-                code, text = smtp.mail(self.sender)
-                if code != 250:
-                    return self._failed(f"MAIL FROM: {code} {text.decode(errors='replace')}")
-                code, text = smtp.rcpt(self.rcpt)
-                if code not in (250, 251):
-                    return self._failed(f"RCPT TO: {code} {text.decode(errors='replace')}")
-                code, text = smtp.docmd("DATA")
-                if code != 354:
-                    return self._failed(f"DATA: {code} {text.decode(errors='replace')}")
-                data_sent = True
-                smtp.send(_dot_stuffed(msg.as_bytes()) + b".\r\n")
-                code, text = smtp.getreply()
-                reply = f"{code} {text.decode(errors='replace')}"
-                if code != 250:
-                    return self._failed(f"after DATA: {reply}")
-                sub = Submission(message_id, subject, time.time(), time.monotonic(), reply)
-                with self._lock:
-                    self._accepted.append(sub)
-                try:
-                    smtp.quit()
-                except (OSError, smtplib.SMTPException):
-                    pass  # accepted is accepted: QUIT failing changes nothing
-                return sub
+            smtp = smtplib.SMTP(self.host, self.port, local_hostname=self.helo, timeout=self.timeout_s)
+            smtp.ehlo_or_helo_if_needed()
+            code, text = smtp.mail(self.sender)
+            if code != 250:
+                return self._failed(f"MAIL FROM: {code} {text.decode(errors='replace')}")
+            code, text = smtp.rcpt(self.rcpt)
+            if code not in (250, 251):
+                return self._failed(f"RCPT TO: {code} {text.decode(errors='replace')}")
+            code, text = smtp.docmd("DATA")
+            if code != 354:
+                return self._failed(f"DATA: {code} {text.decode(errors='replace')}")
+            data_sent = True
+            smtp.send(_dot_stuffed(msg.as_bytes()) + b".\r\n")
+            code, text = smtp.getreply()
+            reply = f"{code} {text.decode(errors='replace')}"
+            if code != 250:
+                return self._failed(f"after DATA: {reply}")
+            sub = Submission(message_id, subject, time.time(), time.monotonic(), reply)
+            with self._lock:
+                self._accepted.append(sub)
+            return sub
         except (OSError, smtplib.SMTPException) as e:
             return self._failed(f"{type(e).__name__}: {e}", uncertain=data_sent)
+        finally:
+            if smtp is not None:
+                # The outcome is recorded: whatever QUIT meets changes nothing.
+                with contextlib.suppress(OSError, smtplib.SMTPException):
+                    smtp.quit()
+                smtp.close()
 
     def _failed(self, reason: str, uncertain: bool = False) -> Failure:
         f = Failure(time.time(), time.monotonic(), reason, uncertain)
