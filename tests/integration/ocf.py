@@ -78,15 +78,11 @@ def _rc_name(rc: int) -> str:
         return "?"
 
 
-def run_agent(agent: str | os.PathLike, action: str, params: dict[str, object], *,
-              check_level: int | None = None, interval_ms: int = 0, timeout_ms: int = 20000,
-              instance: str = "itest", env_extra: dict[str, str] | None = None,
-              wall_timeout_s: float | None = None) -> Result:
-    """Run `agent action` with OCF_RESKEY_<k>=<v> for params.
-
-    interval_ms 0 makes a monitor a probe, as Pacemaker does.  The agent is killed
-    (and TimeoutExpired raised) after wall_timeout_s, by default timeout_ms plus
-    10 s, so a hung agent fails the test instead of hanging the suite."""
+def agent_environment(agent: str | os.PathLike, params: dict[str, object], *, check_level: int | None = None,
+                      interval_ms: int = 0, timeout_ms: int = 20000, instance: str = "itest",
+                      env_extra: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment Pacemaker's executor gives `agent`: OCF_RESKEY_<k>=<v> for params,
+    the meta attributes, and env_extra on top."""
     env = {
         "PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
         "LANG": "C",
@@ -104,13 +100,31 @@ def run_agent(agent: str | os.PathLike, action: str, params: dict[str, object], 
     for k, v in params.items():
         env[f"OCF_RESKEY_{k}"] = str(v)
     env.update(env_extra or {})
+    return env
+
+
+def agent_result(rc: int, stdout: str, stderr: str, elapsed: float, action: str) -> Result:
+    """A Result, its exit reason the last ocf-exit-reason line of stderr."""
+    reasons = [m.strip() for m in _REASON_RE.findall(stderr)]
+    return Result(rc, stdout, stderr, reasons[-1] if reasons else None, elapsed, action)
+
+
+def run_agent(agent: str | os.PathLike, action: str, params: dict[str, object], *,
+              check_level: int | None = None, interval_ms: int = 0, timeout_ms: int = 20000,
+              instance: str = "itest", env_extra: dict[str, str] | None = None,
+              wall_timeout_s: float | None = None) -> Result:
+    """Run `agent action` with OCF_RESKEY_<k>=<v> for params.
+
+    interval_ms 0 makes a monitor a probe, as Pacemaker does.  The agent is killed
+    (and TimeoutExpired raised) after wall_timeout_s, by default timeout_ms plus
+    10 s, so a hung agent fails the test instead of hanging the suite."""
+    env = agent_environment(agent, params, check_level=check_level, interval_ms=interval_ms,
+                            timeout_ms=timeout_ms, instance=instance, env_extra=env_extra)
     if wall_timeout_s is None:
         wall_timeout_s = timeout_ms / 1000 + 10
     t0 = time.monotonic()
     r = procs.run([str(agent), action], env=env, timeout=wall_timeout_s, cwd="/")
-    elapsed = time.monotonic() - t0
-    reasons = [m.strip() for m in _REASON_RE.findall(r.stderr)]
-    return Result(r.returncode, r.stdout, r.stderr, reasons[-1] if reasons else None, elapsed, action)
+    return agent_result(r.returncode, r.stdout, r.stderr, time.monotonic() - t0, action)
 
 
 class AgentResource:
@@ -188,5 +202,5 @@ def snapshot(root: Path) -> dict[str, tuple]:
     return snap
 
 
-__all__ = ["OCF", "Result", "run_agent", "agent_path", "helper_dir", "build_dir", "OCF_ROOT", "REPO_ROOT",
+__all__ = ["OCF", "Result", "run_agent", "agent_environment", "agent_result", "agent_path", "helper_dir", "build_dir", "OCF_ROOT", "REPO_ROOT",
            "AgentResource", "expect", "expect_reason", "wait_for", "snapshot"]
