@@ -723,6 +723,11 @@ std::optional<std::chrono::system_clock::time_point> csn_time(std::string_view c
         return std::nullopt;
     const std::chrono::year_month_day date{std::chrono::year(*year), std::chrono::month(static_cast<unsigned>(*month)),
                                            std::chrono::day(static_cast<unsigned>(*day))};
+    // system_clock counts nanoseconds in 64 bits: about 1678 to 2262. A CSN
+    // outside LDAP's own lifetime (a damaged or forged contextCSN) is no
+    // time, rather than an overflow in the lag arithmetic.
+    if (*year < 1970 || *year > 2200)
+        return std::nullopt;
     if (!date.ok() || *hour > 23 || *minute > 59 || *second > 60)
         return std::nullopt;
     return std::chrono::sys_days(date) + std::chrono::hours(*hour) + std::chrono::minutes(*minute)

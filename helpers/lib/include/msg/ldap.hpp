@@ -61,7 +61,8 @@ struct ldap_options {
 outcome check_ldap(const ldap_options& options, const deadline& until);
 
 // The time a CSN (contextCSN, entryCSN: "YYYYmmddHHMMSS.uuuuuuZ#..."
-// in UTC) names; nullopt when it is not one.
+// in UTC) names; nullopt when it is not one, or its year is outside 1970
+// to 2200.
 std::optional<std::chrono::system_clock::time_point> csn_time(std::string_view csn);
 
 } // namespace msg
