@@ -14,6 +14,9 @@
 export OCF_ROOT
 OCF_RESOURCE_INSTANCE=shellfuncs-test
 export OCF_RESOURCE_INSTANCE
+# What the functions keep between actions (msg_state_path) stays in this run.
+HA_RSCTMP=$(mktemp -d)
+export HA_RSCTMP
 # shellcheck source=/usr/lib/ocf/lib/heartbeat/ocf-shellfuncs
 . "$OCF_ROOT/lib/heartbeat/ocf-shellfuncs"
 # shellcheck disable=SC1091 # configured at build time
@@ -28,7 +31,7 @@ cleanup()
 		kill -s CONT "$pid" 2>/dev/null
 	done
 	wait 2>/dev/null
-	rm -rf "$work"
+	rm -rf "$work" "$HA_RSCTMP"
 }
 trap cleanup EXIT
 # ocf_log writes to stderr here; keep the test output readable.
@@ -292,6 +295,93 @@ expect "the same binary working elsewhere is another instance" "7:" "$?:$MSG_PID
 fake_helper msg-probe 'case "$*" in *"--exe /a b/c --exe /d"*) echo 1;; *) echo "bad args: $*" >&2; exit 2;; esac'
 msg_process_status "$work/x.pid" "/a b/c" /d
 expect "every exe is passed as its own --exe" "0:1" "$?:$MSG_PID"
+
+###########################################################################
+# what is kept between actions: derived values, the daemon's identity
+
+# File times advance in clock ticks: a stamp taken in the tick a source was
+# written is not newer than it, and the values count as stale (safe, and
+# never the case for a configuration written before the resource started).
+echo "setting = 1" >"$work/daemon.conf"
+sleep 0.01
+msg_cache_load settings "$work/daemon.conf" "$work/daemon.conf"
+expect "nothing is kept before anything was stored" 1 $?
+msg_cache_begin settings
+msg_cache_store settings "$work/daemon.conf" /var/queue "" last
+msg_cache_load settings "$work/daemon.conf" "$work/daemon.conf"
+expect "stored values come back, empty ones too" "0:/var/queue
+
+last" "$?:$MSG_CACHE"
+msg_cache_load settings "$work/other.conf"
+expect "values stored for another key are not used" 1 $?
+sleep 0.01
+echo "setting = 2" >"$work/daemon.conf"
+msg_cache_load settings "$work/daemon.conf" "$work/daemon.conf"
+expect "a source changed since the stamp makes them stale" 1 $?
+msg_cache_load settings "$work/daemon.conf" "$work/missing.conf"
+expect "a source that is gone makes them stale" 1 $?
+msg_cache_begin settings
+printf '%s\n' "$work/daemon.conf" /var/queue >"$HA_RSCTMP/messaging/${0##*/}-$OCF_RESOURCE_INSTANCE.settings"
+msg_cache_load settings "$work/daemon.conf" "$work/daemon.conf"
+expect "a half-written store is not used" 1 $?
+(
+	OCF_RESOURCE_INSTANCE=""
+	msg_cache_begin settings
+	msg_cache_store settings key value
+	msg_cache_load settings key
+	expect "nothing is kept for an agent run without a resource name" 1 $?
+)
+if [ "$(stat -c %a "$HA_RSCTMP/messaging")" = 700 ]; then
+	ok "the state directory is root's alone"
+else
+	not_ok "the state directory is root's alone" "mode $(stat -c %a "$HA_RSCTMP/messaging")"
+fi
+
+# The identity of a daemon that msg-probe process accepted is kept: later
+# checks of the same process run no helper; any change asks it again.
+fake_helper msg-probe 'echo "$*" >>"'"$work"'/process-calls"; echo '"$daemon"
+printf '%8d\n' "$daemon" >"$work/home.pid"
+sleep 0.01
+calls()
+{
+	wc -l <"$work/process-calls" 2>/dev/null | tr -d ' ' || echo 0
+}
+msg_process_status --cwd "$work/home" "$work/home.pid" /usr/bin/sleep
+expect "the first check asks the helper" "0:$daemon:1" "$?:$MSG_PID:$(calls)"
+msg_process_status --cwd "$work/home" "$work/home.pid" /usr/bin/sleep
+expect "the same process again: no helper" "0:$daemon:1" "$?:$MSG_PID:$(calls)"
+msg_process_status --cwd "$work/elsewhere" "$work/home.pid" /usr/bin/sleep
+expect "another working directory asks the helper" "7:2" "$?:$(calls)"
+msg_process_status --cwd "$work/home" "$work/home.pid" /usr/bin/sleep
+msg_process_status --cwd "$work/home" "$work/home.pid" /usr/sbin/not-sleep
+expect "another binary asks the helper" "0:4" "$?:$(calls)"
+msg_process_status --cwd "$work/home" "$work/home.pid" /usr/bin/sleep
+sleep 0.01
+printf '%8d\n' "$daemon" >"$work/home.pid"
+sleep 0.01
+msg_process_status --cwd "$work/home" "$work/home.pid" /usr/bin/sleep
+expect "a rewritten pid file asks the helper" "0:5" "$?:$(calls)"
+printf '%8d\njunk\n' "$daemon" >"$work/home.pid"
+fake_helper msg-probe 'echo "$*" >>"'"$work"'/process-calls"; echo "pid file $3 does not hold a pid" >&2; exit 7'
+msg_process_status --cwd "$work/home" "$work/home.pid" /usr/bin/sleep
+expect "a pid file with more than the PID is the helper's to judge" "7:6" "$?:$(calls)"
+msg_process_tree --cwd "$work/home" "$work/home.pid" /usr/bin/sleep
+expect "a process tree always asks the helper" "7:7" "$?:$(calls)"
+spawn sh -c 'cd "$1" && exec sleep 30' sh "$work/home"
+second=$SPAWNED
+fake_helper msg-probe 'echo "$*" >>"'"$work"'/process-calls"; echo '"$second"
+printf '%8d\n' "$second" >"$work/home.pid"
+sleep 0.2
+msg_process_status --cwd "$work/home" "$work/home.pid" /usr/bin/sleep
+msg_process_status --cwd "$work/home" "$work/home.pid" /usr/bin/sleep
+expect "a new daemon is asked about once" "0:$second:8" "$?:$MSG_PID:$(calls)"
+kill -s KILL "$second"
+# the killed daemon stays a zombie until the wait below
+sleep 0.2
+fake_helper msg-probe 'echo "$*" >>"'"$work"'/process-calls"; echo "pid file $3 names PID '"$second"', which has exited (zombie)" >&2; exit 7'
+msg_process_status --cwd "$work/home" "$work/home.pid" /usr/bin/sleep
+expect "a zombie is the helper's to judge, not the kept identity's" "7:9" "$?:$(calls)"
+wait "$second" 2>/dev/null
 
 pids=$(msg_pids_by_cwd "$work/home" "$(dirname "$(readlink -f /bin/sleep)")")
 expect "msg_pids_by_cwd finds a process by working directory and binary" "$daemon" "$pids"
