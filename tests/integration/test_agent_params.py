@@ -7,8 +7,9 @@ OCF_ERR_CONFIGURED (or OCF_ERR_ARGS) and an exit reason naming the
 parameter, and nothing may run: the canary file that the injected command
 would create never appears, and no process is left behind (this process is
 a child subreaper, so a daemon that double-forked would be our child).
-Credentials files that group or others can read, or that root does not own,
-are refused by every agent that takes one.
+A path that does not exist is refused by validate-all at depth 10, naming
+it. Credentials files that group or others can read, or that root does not
+own, are refused by every agent that takes one.
 
 The parameter list comes from each agent's own meta-data, so a parameter
 added later is covered without touching this file.  Where a kind of value
@@ -183,3 +184,41 @@ def test_readable_credentials_file_refused(agents_built: Path, tmp_path: Path, a
         expect(r, OCF.ERR_CONFIGURED)
         expect_reason(r, re.escape(str(f)))
         assert "S3cret" not in r.stdout + r.stderr, r.describe()
+
+
+# -- nonexistent paths
+
+# Agent, a path parameter that must name something existing before start,
+# and what else makes the agent look at it. Paths a daemon creates (slapd's
+# pidfile, Dovecot's lmtp_socket) are left out: their absence is normal. So
+# are mailflow's postfix_queue_dir and mail_root: mailflow may run on a node
+# where the queue and the store are not mounted, and then measures nothing
+# there (a warning), by design.
+MUST_EXIST = [
+    ("postfix", "binary", {}), ("postfix", "config_dir", {}), ("postfix", "probe_ca_file", {"probe_tls": "starttls"}),
+    ("dovecot", "binary", {}), ("dovecot", "config_file", {}), ("dovecot", "credentials_file", {}),
+    ("dovecot", "mail_root", {}), ("dovecot", "probe_ca_file", {"probe_tls": "starttls"}),
+    ("slapd", "slapd", {}), ("slapd", "config", {}), ("slapd", "probe_ca_file", {"probe_tls": "starttls"}),
+    ("slapd", "bind_password_file", {"bind_method": "simple", "bind_dn": "cn=probe,dc=example,dc=com"}),
+    ("innd", "inn_conf", {}), ("innd", "inn_bin_dir", {}), ("innd", "credentials_file", {}),
+    ("innd", "probe_ca_file", {"probe_tls": "starttls"}),
+    ("mailflow", "credentials_file", {}), ("mailflow", "smtp_credentials_file", {}), ("mailflow", "ca_file", {}),
+]
+
+
+@pytest.mark.parametrize("agent,name,extra", MUST_EXIST, ids=[f"{a}-{n}" for a, n, _ in MUST_EXIST])
+def test_nonexistent_path_refused_with_its_name(agents_built: Path, tmp_path: Path, agent: str, name: str,
+                                                extra: dict) -> None:
+    """validate-all at depth 10 (where the host is looked at) refuses a path that does not exist,
+    naming it: OCF_ERR_CONFIGURED, or OCF_ERR_INSTALLED where the same CIB is right on a node whose
+    shared storage is mounted (OCF_ERR_CONFIGURED would stop the resource on every node)."""
+    missing = tmp_path / "nonexistent" / name
+    base = {**extra}
+    if agent == "mailflow":
+        base = {"probe_address": "probe@example.com", "credentials_file": secret_file(tmp_path, 0o600)}
+    before = set(procs._our_children())
+    r = run_agent(agent_path(agent), "validate-all", {**base, name: missing}, check_level=10,
+                  env_extra={"MSG_HELPER_DIR": str(helper_dir())})
+    expect(r, OCF.ERR_CONFIGURED, OCF.ERR_INSTALLED)
+    expect_reason(r, re.escape(str(missing)))
+    assert not leftover_children(before), r.describe()
