@@ -18,7 +18,6 @@ unshare).  CTest runs it as test cib_templates.
 
 from __future__ import annotations
 
-import functools
 import importlib.machinery
 import json
 import os
@@ -33,16 +32,8 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
-RENDER = REPO / "cib-templates" / "render"
-README = REPO / "cib-templates" / "README.md"
-BUILD = Path(os.environ.get("MSG_BUILD_DIR", REPO / "build")).resolve()
-MESSAGING_AGENTS = BUILD / "ocf" / "resource.d" / "messaging"
-OCF_ROOT = Path("/usr/lib/ocf")
-# A fence agent that ships with Pacemaker, so crm and pcs find its
-# meta-data offline; it is never run here.
-TEST_FENCE = "fence_watchdog"
-COMMAND_TIMEOUT = 300  # pcs is slow on a busy 2-core machine: ~1 s per command idle
+from cib_checks import (AGENT_SETS, COMMAND_TIMEOUT, MESSAGING_AGENTS, OCF_ROOT, README, RENDER, TEST_FENCE,
+                        cib_xml, render, render_with)
 
 # What a three-node test harness passes: a bind-mounted shared directory,
 # a private 10.x address, high ports, its own paths.
@@ -81,17 +72,6 @@ TEST_VALUES = {
 DEFAULT_VALUES = {"fence_agent": TEST_FENCE, "nodes": "node1 node2 node3"}
 VALUE_SETS = {"test": TEST_VALUES, "defaults": DEFAULT_VALUES}
 FORMATS = ("crm", "pcs", "xml")
-AGENT_SETS = ("messaging", "stock")
-
-
-def render(*args: str, check: bool = True) -> subprocess.CompletedProcess:
-    return subprocess.run([str(RENDER), *args], capture_output=True, text=True, check=check,
-                          timeout=COMMAND_TIMEOUT)
-
-
-def render_with(values: dict[str, str], fmt: str, agents: str) -> str:
-    sets = [a for k, v in values.items() for a in ("--set", f"{k}={v}")]
-    return render("--format", fmt, "--agents", agents, *sets).stdout
 
 
 def require_agents() -> None:
@@ -152,20 +132,19 @@ def crm_verify(cib: Path) -> subprocess.CompletedProcess:
                           timeout=COMMAND_TIMEOUT)
 
 
-@functools.lru_cache(maxsize=None)
-def loaded(fmt: str, agents: str, value_set: str) -> Path:
-    """Each rendering is loaded once per test run and shared by the tests below."""
-    text = render_with(VALUE_SETS[value_set], fmt, agents)
-    return load(fmt, text, Path(_WORKDIR) / f"{fmt}-{agents}-{value_set}")
+_loads: dict[tuple[str, str, str], Path] = {}
 
 
-_WORKDIR = tempfile.mkdtemp(prefix="cib-render-test-")
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _cleanup_workdir():
-    yield
-    shutil.rmtree(_WORKDIR, ignore_errors=True)
+@pytest.fixture(scope="session")
+def loaded(tmp_path_factory):
+    """loaded(fmt, agents, value_set): the loaded CIB; each rendering is loaded once per run."""
+    def load_once(fmt: str, agents: str, value_set: str) -> Path:
+        key = (fmt, agents, value_set)
+        if key not in _loads:
+            text = render_with(VALUE_SETS[value_set], fmt, agents)
+            _loads[key] = load(fmt, text, tmp_path_factory.mktemp(f"{fmt}-{agents}-{value_set}"))
+        return _loads[key]
+    return load_once
 
 
 def _nvpairs(parent: ET.Element | None, tag: str) -> tuple:
@@ -200,7 +179,7 @@ def normalised(cib: Path) -> dict:
 @pytest.mark.parametrize("value_set", VALUE_SETS)
 @pytest.mark.parametrize("agents", AGENT_SETS)
 @pytest.mark.parametrize("fmt", FORMATS)
-def test_rendering_loads_and_crm_verify_is_clean(fmt, agents, value_set):
+def test_rendering_loads_and_crm_verify_is_clean(loaded, fmt, agents, value_set):
     cib = loaded(fmt, agents, value_set)
     r = crm_verify(cib)
     assert r.returncode == 0 and r.stdout == "" and r.stderr == "", \
@@ -210,7 +189,7 @@ def test_rendering_loads_and_crm_verify_is_clean(fmt, agents, value_set):
 
 @pytest.mark.parametrize("value_set", VALUE_SETS)
 @pytest.mark.parametrize("agents", AGENT_SETS)
-def test_crm_pcs_and_xml_give_the_same_configuration(agents, value_set):
+def test_crm_pcs_and_xml_give_the_same_configuration(loaded, agents, value_set):
     want = normalised(loaded("xml", agents, value_set))
     for fmt in ("crm", "pcs"):
         got = normalised(loaded(fmt, agents, value_set))
@@ -218,7 +197,7 @@ def test_crm_pcs_and_xml_give_the_same_configuration(agents, value_set):
             assert got[part] == want[part], f"{fmt} differs from xml in {part}"
 
 
-def test_test_values_reach_the_configuration():
+def test_test_values_reach_the_configuration(loaded):
     conf = normalised(loaded("xml", "messaging", "test"))
     prims = conf["primitives"]
     assert ("fstype", "none") in prims["store"]["params"] and ("options", "bind") in prims["store"]["params"]
@@ -239,7 +218,7 @@ def test_test_values_reach_the_configuration():
     assert ("resource-stickiness", "200") in conf["rsc_defaults"]
 
 
-def test_every_store_defaults_under_the_mount_point():
+def test_every_store_defaults_under_the_mount_point(loaded):
     conf = normalised(loaded("xml", "messaging", "defaults"))
     mount = dict(conf["primitives"]["store"]["params"])["directory"]
     paths = [(rid, k, v) for rid, p in conf["primitives"].items() if rid != "store"
@@ -250,7 +229,7 @@ def test_every_store_defaults_under_the_mount_point():
         assert v.startswith(mount + "/"), f"{rid}.{k}={v} is not on the store {mount}"
 
 
-def test_the_stack_structure():
+def test_the_stack_structure(loaded):
     conf = normalised(loaded("xml", "messaging", "defaults"))
     props = dict(conf["properties"])
     assert props["stonith-enabled"] == "true" and props["no-quorum-policy"] == "stop"
@@ -339,7 +318,7 @@ def test_every_rendered_parameter_exists_in_the_agents_meta_data(agents):
         if depth:
             values[k] = f"{int(depth.group(1)) + 5}s"
     values["nodes"] = values["fence.pcmk_host_list"] = "node1 node2"
-    cib = ET.fromstring(render_with(values, "xml", agents).split("-->\n")[-1])
+    cib = cib_xml(render_with(values, "xml", agents))
     checked = 0
     for p in cib.iter("primitive"):
         if p.get("class") != "ocf":
@@ -355,7 +334,7 @@ def test_every_rendered_parameter_exists_in_the_agents_meta_data(agents):
 @pytest.mark.parametrize("agents", AGENT_SETS)
 def test_default_timeouts_are_at_least_the_agents_advice(agents):
     require_agents()
-    cib = ET.fromstring(render_with(DEFAULT_VALUES, "xml", agents).split("-->\n")[-1])
+    cib = cib_xml(render_with(DEFAULT_VALUES, "xml", agents))
     for p in cib.iter("primitive"):
         if p.get("class") != "ocf":
             continue

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from test_render import AGENT_SETS, TEST_FENCE, render_with
+from cib_checks import AGENT_SETS, TEST_FENCE, cib_xml, render_with
 
 NODES = ("node1", "node2", "node3")
 CORE = ("store", "vip")
@@ -70,7 +70,7 @@ class Simulation:
 def started_stack(agents: str) -> tuple[ET.ElementTree, Simulation, str]:
     """The rendered stack on three fresh nodes after its first two transitions (probes, then starts)."""
     text = render_with(VALUES, "xml", agents)
-    cib = ET.ElementTree(ET.fromstring(text.split("-->\n")[-1]))
+    cib = ET.ElementTree(cib_xml(text))
     probes = Simulation(cib, *[a for n in NODES for a in ("--node-up", n)], "-q", "1")
     starts = Simulation(probes.result)
     return starts.result, probes, text
