@@ -223,7 +223,7 @@ def monitor_held_open(agent: Path, params: dict[str, object], server: StallServe
 
 # -- mailflow: the IMAP login of the probe mailbox
 
-@pytest.mark.parametrize("stall_server", [b"* OK IMAP4rev1 ready\r\n"], indirect=True)
+@pytest.mark.parametrize("stall_server", [b"* OK IMAP4rev1 ready\r\n"], indirect=True, ids=["imap"])
 def test_mailflow_credentials_never_leak(build_tree: Path, tmp_path: Path, stall_server: StallServer,
                                          syslog: SyslogSink) -> None:
     agent = agent_path("mailflow")
@@ -268,7 +268,7 @@ def test_dovecot_credentials_never_leak(make_dovecot, tmp_path: Path, stall_serv
 
 # -- slapd: the bind password of the monitoring identity
 
-@pytest.mark.parametrize("stall_server", [b""], indirect=True)
+@pytest.mark.parametrize("stall_server", [b""], indirect=True, ids=["ldap"])
 def test_slapd_bind_password_never_leaks(build_tree: Path, tmp_path: Path, stall_server: StallServer,
                                          syslog: SyslogSink) -> None:
     base = make_base_dir()
