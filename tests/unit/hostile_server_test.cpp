@@ -184,6 +184,7 @@ std::function<std::vector<std::string>(const endpoint&)> mailflow(const std::str
                                       "--" + other + "-port", std::to_string(at.companion_port),
                                       "--probe-address", "probe@example.com",
                                       "--credentials-file", certificates().credentials_file,
+                                      "--smtp-credentials-file", certificates().credentials_file,
                                       "--ca-file", certificates().ca_file,
                                       "--deadline-ms", std::to_string(probe_deadline.count())};
         if (at.tls != tls_use::none)
@@ -244,6 +245,13 @@ std::string ldap_bind_response(int result_code, const std::string& diagnostic)
     return "\x30" + std::string(1, static_cast<char>(body.size())) + body;
 }
 
+// Keeps the connection open and silent, as stall() does, but records what
+// the client sends meanwhile: a login sent to a hostile server must show.
+reaction listen_only(const std::string&)
+{
+    return {};
+}
+
 // Bytes no protocol allows where a reply should start: invalid UTF-8
 // (a lone continuation byte, an overlong form, 0xff) and NUL.
 const std::string bad_bytes("\x80\xc0\xaf\xff\x00\xfe", 6);
@@ -285,7 +293,7 @@ server_script endless(const target& probed)
 server_script garbage(const target&)
 {
     server_script script;
-    return script.send(bad_bytes + " \xc3\x28 garbage\r\n").stall();
+    return script.send(bad_bytes + " \xc3\x28 garbage\r\n").respond(listen_only);
 }
 
 // A refusal whose text holds invalid UTF-8 and NUL: the reason may quote
@@ -294,8 +302,8 @@ server_script refusal_with_bad_bytes(const target& probed)
 {
     server_script script;
     if (probed.speech == nullptr)
-        return script.send(ldap_bind_response(53, "refused " + bad_bytes + " here")).stall();
-    return script.send(probed.speech->refusal + "refused " + bad_bytes + " here\r\n").stall();
+        return script.send(ldap_bind_response(53, "refused " + bad_bytes + " here")).respond(listen_only);
+    return script.send(probed.speech->refusal + "refused " + bad_bytes + " here\r\n").respond(listen_only);
 }
 
 // The greeting's first bytes, then several MiB without a line end (LDAP:
@@ -304,8 +312,8 @@ server_script huge_reply(const target& probed)
 {
     server_script script;
     if (probed.speech == nullptr)
-        return script.send(std::string("\x30\x84\x00\x80\x00\x00", 6)).send_filler(huge_reply_bytes).stall();
-    return script.send(probed.speech->greeting.substr(0, 4)).send_filler(huge_reply_bytes).stall();
+        return script.send(std::string("\x30\x84\x00\x80\x00\x00", 6)).send_filler(huge_reply_bytes).respond(listen_only);
+    return script.send(probed.speech->greeting.substr(0, 4)).send_filler(huge_reply_bytes).respond(listen_only);
 }
 
 // A TLS handshake with `credentials` where the probe asked for TLS from the first byte.
@@ -314,7 +322,7 @@ std::function<server_script(const target&)> presenting(
 {
     return [credentials](const target&) -> server_script {
         server_script script;
-        return script.start_tls(certificates().*credentials).stall();
+        return script.start_tls(certificates().*credentials).respond(listen_only);
     };
 }
 
@@ -324,21 +332,21 @@ server_script self_signed_after_starttls(const target& probed)
 {
     server_script script;
     if (probed.speech == nullptr)
-        return script.start_tls(certificates().own_issuer).stall();
+        return script.start_tls(certificates().own_issuer).respond(listen_only);
     const dialect& speech = *probed.speech;
     script = listed(speech, speech.starttls_item);
     if (speech.tagged)
         script.expect_tagged(speech.starttls_command).send_tagged(speech.starttls_go);
     else
         script.expect(speech.starttls_command).send(speech.starttls_go);
-    return script.start_tls(certificates().own_issuer).stall();
+    return script.start_tls(certificates().own_issuer).respond(listen_only);
 }
 
 // A capability list without STARTTLS where the probe requires it: a
 // man in the middle's downgrade.
 server_script starttls_stripped(const target& probed)
 {
-    return listed(*probed.speech, probed.speech->tagged ? "* CAPABILITY IMAP4rev1 LITERAL+\r\n" : "").stall();
+    return listed(*probed.speech, probed.speech->tagged ? "* CAPABILITY IMAP4rev1 LITERAL+\r\n" : "").respond(listen_only);
 }
 
 const std::vector<row>& rows()
@@ -473,8 +481,12 @@ TEST_P(HostileServer, EndsInsideDeadlineWithOneReasonNoSecretBoundedMemory)
     const std::string secret_part = std::string(test_password).substr(0, 4);
     EXPECT_FALSE(msg_test::contains(run.err, secret_part));
     EXPECT_FALSE(msg_test::contains(run.out, secret_part));
+    // Nor did any login reach the hostile server (AUTH PLAIN would carry
+    // the password base64-encoded, past the search above).
+    const std::regex login_command("^([^ ]+ )?(AUTH|AUTHINFO|LOGIN|PASS|USER)( |$)", std::regex::icase);
     for (const std::string& line : hostile.received()) {
         EXPECT_FALSE(msg_test::contains(line, secret_part)) << "the password went to a hostile server";
+        EXPECT_FALSE(std::regex_search(line, login_command)) << "a login went to a hostile server: " << line;
     }
     EXPECT_LE(run.elapsed, probe_deadline + slack);
     EXPECT_GT(max_rss_kib, 0) << "no peak RSS from /usr/bin/time";
