@@ -1,7 +1,7 @@
 """No secret in any process's argv or environment, nor in any log, issue #10 "Agents".
 
 Real agents with real credentials files (mailflow's IMAP login, Dovecot's
-IMAP and POP3 logins, slapd's bind password) run a monitor whose probe a
+IMAP and POP3 logins, INN's AUTHINFO, slapd's bind password) run a monitor whose probe a
 stalling server holds open: the probe has read the password and waits for
 a reply that never comes. Meanwhile every /proc/PID/cmdline and
 /proc/PID/environ on the host is scanned for the password, and the scan
@@ -34,6 +34,7 @@ import procs
 from ocf import (OCF, Result, agent_environment, agent_path, agent_result, expect, expect_reason,
                  run_agent)
 from dovecot_instance import PROBE_USER
+from inn_instance import InnInstance
 from postfix_instance import free_port
 from slapd_instance import MONITOR_DN, SlapdInstance, make_base_dir, rmtree
 
@@ -292,3 +293,27 @@ def test_slapd_bind_password_never_leaks(build_tree: Path, tmp_path: Path, stall
         survivors = inst.kill_all()
         rmtree(base)
         assert not survivors, f"slapd survived SIGKILL: {survivors}"
+
+
+# -- innd: the probe's AUTHINFO login
+
+@pytest.mark.parametrize("stall_server", [b"200 news.example.com ready (posting ok)\r\n"], indirect=True,
+                         ids=["nntp"])
+def test_innd_credentials_never_leak(build_tree: Path, tmp_path: Path, stall_server: StallServer,
+                                     syslog: SyslogSink) -> None:
+    base = make_base_dir("msg-itest-inn-")
+    inn = InnInstance(base, free_port())
+    creds = secret_file(tmp_path / "news.cred", f"probe\n{SECRET}\n")
+    try:
+        inn.create()
+        inn.start()
+        params = {"inn_conf": inn.inn_conf, "probe_host": "127.0.0.1", "port": stall_server.port,
+                  "credentials_file": creds, "probe_timeout": 3}
+        r = monitor_held_open(agent_path("innd"), params, stall_server, syslog, tmp_path, SECRET, creds,
+                              check_level=10, interval_ms=10000, timeout_ms=20000)
+        expect(r, OCF.ERR_GENERIC)
+        expect_reason(r, "NNTP")
+    finally:
+        survivors = inn.kill_all()
+        rmtree(base)
+        assert not survivors, f"INN survived SIGKILL: {survivors}"
