@@ -52,6 +52,22 @@ REQUIRED = {
 }
 
 
+# What makes a stop aim at nothing real: the instance-defining paths
+# (None: a path below the test's temp dir that does not exist) and, for
+# mailflow, no node attribute a running cluster on this host might hold.
+SAFE_STOP = {
+    "postfix": {"config_dir": None},
+    "dovecot": {"config_file": None},
+    "slapd": {"config": None, "pidfile": None},
+    "innd": {"inn_conf": None},
+    "mailflow": {"health_attribute": "#health-msg-test-hostile-params", "round_trip_attribute": "",
+                 "deferred_attribute": "", "store_free_attribute": ""},
+}
+# mailflow's stop clears these attributes through attrd: a hostile name
+# would reach a cluster running on this host, so stop is not run for them.
+MAILFLOW_ATTRIBUTES = {"health_attribute", "round_trip_attribute", "deferred_attribute", "store_free_attribute"}
+
+
 def meta_parameters(agent: str) -> list[str]:
     r = run_agent(agent_path(agent), "meta-data", {})
     expect(r, OCF.SUCCESS)
@@ -96,7 +112,8 @@ def agents_built(build_tree: Path) -> Path:
 
 @pytest.mark.parametrize("agent,name", cases())
 def test_hostile_value_refused_and_nothing_runs(agents_built: Path, tmp_path: Path, agent: str, name: str) -> None:
-    """validate-all refuses each hostile value; start and a recurring monitor refuse the worst two."""
+    """validate-all refuses each hostile value; start and a recurring monitor refuse the worst two;
+    stop, which checks no parameter, runs nothing either."""
     canary = tmp_path / "canary"
     values = hostile_values(canary)
     if name not in SPACES_ALLOWED.get(agent, set()):
@@ -109,6 +126,15 @@ def test_hostile_value_refused_and_nothing_runs(agents_built: Path, tmp_path: Pa
         actions = ["validate-all"]
         if label in ("command-substitution", "newline"):
             actions += ["start", "monitor"]
+        if label == "command-substitution" and name not in MAILFLOW_ATTRIBUTES:
+            # stop checks no parameter (a failed stop fences the node) but
+            # must not run one either, whatever it answers. Its instance is
+            # a nonexistent one, never this host's default daemon.
+            safe = {k: (tmp_path / "nonexistent" / k if v is None else v) for k, v in SAFE_STOP[agent].items()}
+            r = run_agent(agent_path(agent), "stop", {**safe, **params}, instance="msg-test-hostile-params",
+                          env_extra={"MSG_HELPER_DIR": str(helper_dir())})
+            assert not canary.exists(), f"{agent} stop with {name}={value!r} ran the injected command"
+            assert not leftover_children(before), r.describe()
         for action in actions:
             r = run_agent(agent_path(agent), action, params, interval_ms=10000 if action == "monitor" else 0,
                           env_extra={"MSG_HELPER_DIR": str(helper_dir())})
