@@ -1,5 +1,6 @@
 #include "fuzz_peer.hpp"
 
+#include <fcntl.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -25,9 +26,6 @@ namespace {
     std::abort();
 }
 
-// How often the peer, waiting for a connection, looks whether the client already returned without one.
-constexpr int accept_poll_ms = 20;
-
 } // namespace
 
 scratch_dir::scratch_dir()
@@ -47,6 +45,8 @@ scratch_dir::~scratch_dir()
 
 scripted_peer::scripted_peer() : socket_path_((dir_.path() / "peer.sock").string())
 {
+    if (::pipe2(client_returned_, O_CLOEXEC | O_NONBLOCK) != 0)
+        give_up("pipe2");
     listener_ = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (listener_ < 0)
         give_up("socket");
@@ -71,6 +71,8 @@ scripted_peer::~scripted_peer()
     changed_.notify_all();
     server_.join();
     ::close(listener_);
+    ::close(client_returned_[0]);
+    ::close(client_returned_[1]);
 }
 
 msg::outcome scripted_peer::converse(std::string_view reply, const std::function<msg::outcome()>& client)
@@ -84,8 +86,15 @@ msg::outcome scripted_peer::converse(std::string_view reply, const std::function
     }
     changed_.notify_all();
     msg::outcome result = client();
+    // Wakes a peer still waiting for a connection (a client that refused
+    // its options never connects); written before client_done_ is set, so
+    // the peer drains it in this round.
+    const char byte = 0;
+    if (::write(client_returned_[1], &byte, 1) != 1)
+        give_up("write");
     std::unique_lock lock(mutex_);
     client_done_ = true;
+    changed_.notify_all();
     changed_.wait(lock, [this] { return job_finished_; });
     return result;
 }
@@ -101,10 +110,16 @@ void scripted_peer::serve()
             job_pending_ = false;
         }
         // One connection per round; a client that returned without
-        // connecting (it refused its options) ends the round too.
+        // connecting ends the round too. A pending connection wins: the
+        // client may have connected and hung up before the peer woke.
         for (;;) {
-            pollfd waiting{listener_, POLLIN, 0};
-            if (::poll(&waiting, 1, accept_poll_ms) > 0) {
+            pollfd waiting[2] = {{listener_, POLLIN, 0}, {client_returned_[0], POLLIN, 0}};
+            if (::poll(waiting, 2, -1) < 0) {
+                if (errno == EINTR)
+                    continue;
+                give_up("poll");
+            }
+            if ((waiting[0].revents & POLLIN) != 0) {
                 const int connection = ::accept4(listener_, nullptr, nullptr, SOCK_CLOEXEC);
                 if (connection < 0)
                     give_up("accept");
@@ -112,14 +127,16 @@ void scripted_peer::serve()
                 ::close(connection);
                 break;
             }
-            const std::lock_guard lock(mutex_);
-            if (client_done_)
+            if ((waiting[1].revents & POLLIN) != 0)
                 break;
         }
-        {
-            const std::lock_guard lock(mutex_);
-            job_finished_ = true;
+        std::unique_lock lock(mutex_);
+        changed_.wait(lock, [this] { return client_done_; });
+        char drained[16];
+        while (::read(client_returned_[0], drained, sizeof drained) > 0) {
         }
+        job_finished_ = true;
+        lock.unlock();
         changed_.notify_all();
     }
 }

@@ -60,6 +60,7 @@ private:
     scratch_dir dir_;
     std::string socket_path_;
     int listener_ = -1;
+    int client_returned_[2] = {-1, -1}; // a pipe: converse writes a byte once the client returned
     std::mutex mutex_;
     std::condition_variable changed_;
     std::string reply_;
