@@ -127,6 +127,16 @@ def run_agent(agent: str | os.PathLike, action: str, params: dict[str, object], 
     return agent_result(r.returncode, r.stdout, r.stderr, time.monotonic() - t0, action)
 
 
+def no_cluster_path(directory: Path) -> str:
+    """PATH with an attrd_updater that always fails, made in `directory`, first: for agents
+    (mailflow) whose node attributes must never reach a cluster that may run on this host."""
+    stub = directory / "bin" / "attrd_updater"
+    stub.parent.mkdir(exist_ok=True)
+    stub.write_text("#!/bin/sh\necho 'attrd_updater: no cluster in this test' >&2\nexit 102\n")
+    stub.chmod(0o755)
+    return f"{stub.parent}:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
 class AgentResource:
     """One agent bound to fixed parameters, called the way Pacemaker calls it:
     r.start(), r.monitor(10), r.probe(), r("validate-all"), each with per-call
@@ -202,5 +212,5 @@ def snapshot(root: Path) -> dict[str, tuple]:
     return snap
 
 
-__all__ = ["OCF", "Result", "run_agent", "agent_environment", "agent_result", "agent_path", "helper_dir", "build_dir", "OCF_ROOT", "REPO_ROOT",
+__all__ = ["OCF", "Result", "run_agent", "agent_environment", "agent_result", "no_cluster_path", "agent_path", "helper_dir", "build_dir", "OCF_ROOT", "REPO_ROOT",
            "AgentResource", "expect", "expect_reason", "wait_for", "snapshot"]

@@ -28,7 +28,7 @@ from pathlib import Path
 import pytest
 
 import procs
-from ocf import OCF, Result, agent_path, expect, expect_reason, helper_dir, run_agent
+from ocf import OCF, Result, agent_path, expect, expect_reason, helper_dir, no_cluster_path, run_agent
 
 AGENTS = ("postfix", "dovecot", "slapd", "innd", "mailflow")
 
@@ -132,7 +132,7 @@ def test_hostile_value_refused_and_nothing_runs(agents_built: Path, tmp_path: Pa
             # a nonexistent one, never this host's default daemon.
             safe = {k: (tmp_path / "nonexistent" / k if v is None else v) for k, v in SAFE_STOP[agent].items()}
             r = run_agent(agent_path(agent), "stop", {**safe, **params}, instance="msg-test-hostile-params",
-                          env_extra={"MSG_HELPER_DIR": str(helper_dir())})
+                          env_extra={"MSG_HELPER_DIR": str(helper_dir()), "PATH": no_cluster_path(tmp_path)})
             assert not canary.exists(), f"{agent} stop with {name}={value!r} ran the injected command"
             assert not leftover_children(before), r.describe()
         for action in actions:

@@ -31,7 +31,7 @@ from typing import Iterator
 import pytest
 
 import procs
-from ocf import (OCF, Result, agent_environment, agent_path, agent_result, expect, expect_reason,
+from ocf import (OCF, Result, agent_environment, agent_path, agent_result, expect, expect_reason, no_cluster_path,
                  run_agent)
 from dovecot_instance import PROBE_USER
 from inn_instance import InnInstance
@@ -185,7 +185,8 @@ def monitor_held_open(agent: Path, params: dict[str, object], server: StallServe
     logs = {"HA_LOGFILE": tmp_path / "ha.log", "HA_DEBUGLOG": tmp_path / "ha-debug.log"}
     env = agent_environment(agent, params, env_extra={
         "HA_LOGFACILITY": "daemon", "HA_debug": "1", "HA_RSCTMP": str(tmp_path / "rsctmp"),
-        "MSG_TEST_LOG_SOCKET": str(sink.path), **{k: str(v) for k, v in logs.items()}}, **meta)
+        "MSG_TEST_LOG_SOCKET": str(sink.path), "PATH": no_cluster_path(tmp_path),
+        **{k: str(v) for k, v in logs.items()}}, **meta)
     t0 = time.monotonic()
     p = procs.popen(["unshare", "--mount", "--propagation", "private", "--", "sh", "-c", PRIVATE_DEV, "sh",
                      str(agent), "monitor"], env=env, cwd="/", stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -233,7 +234,7 @@ def test_mailflow_credentials_never_leak(build_tree: Path, tmp_path: Path, stall
               "smtp_port": free_port(), "max_delay": 5, "warn_delay": 0, "health_attribute": "#health-msg-secrets-test",
               "round_trip_attribute": "", "deferred_attribute": "", "store_free_attribute": ""}
     instance = f"secrets-{uuid.uuid4().hex[:8]}"
-    env = {"HA_RSCTMP": str(tmp_path / "rsctmp")}
+    env = {"HA_RSCTMP": str(tmp_path / "rsctmp"), "PATH": no_cluster_path(tmp_path)}
     started = run_agent(agent, "start", params, instance=instance, env_extra=env)
     expect(started, OCF.SUCCESS)
     try:
