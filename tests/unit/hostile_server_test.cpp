@@ -20,7 +20,6 @@
 #include <cstdint>
 #include <fstream>
 #include <functional>
-#include <memory>
 #include <optional>
 #include <regex>
 #include <string>
@@ -138,7 +137,7 @@ const test_certificates& certificates()
     return made;
 }
 
-// Where and how the probe connects, and what it may log in with.
+// Where and how the probe connects.
 struct endpoint {
     std::uint16_t port;
     tls_use tls;
