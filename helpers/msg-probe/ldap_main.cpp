@@ -15,7 +15,6 @@
 #include <unistd.h>
 
 #include <chrono>
-#include <exception>
 #include <memory>
 #include <string>
 
@@ -108,7 +107,7 @@ over ldapi://, else anonymous).)");
 int main(int argc, char** argv)
 {
     const msg::log_session log("msg-probe", isatty(STDERR_FILENO) == 1);
-    try {
+    return msg::report_exceptions([argc, argv] {
         CLI::App app("LDAP check: optional StartTLS and bind, base search of the suffix (or rootDSE), probe entry, "
                      "write probe, MDB usage, replication lag. The `ldap` check of msg-probe, which runs this binary.",
                      "msg-probe-ldap");
@@ -124,11 +123,5 @@ int main(int argc, char** argv)
             return msg::report_exit({msg::ocf_code::err_args, error.what()});
         }
         return msg::report_exit(msg::check_ldap(*options, msg::deadline::after(options->time_limit)));
-    } catch (const msg::check_failure& failure) {
-        return msg::report_exit(failure.result());
-    } catch (const std::exception& error) {
-        return msg::report_exit(msg::outcome::failed(error.what()));
-    } catch (...) {
-        return msg::report_exit(msg::outcome::failed("unexpected internal error"));
-    }
+    });
 }

@@ -357,7 +357,7 @@ int main(int argc, char** argv)
     if (argc >= 2 && std::string_view(argv[1]) == "ldap")
         return exec_ldap_probe(argc, argv);
     const msg::log_session log("msg-probe", isatty(STDERR_FILENO) == 1);
-    try {
+    return msg::report_exceptions([argc, argv] {
         CLI::App app("Deadline-bound health checks of messaging servers, for OCF resource agents.", "msg-probe");
         app.require_subcommand(1);
         app.footer(exit_codes_help);
@@ -385,11 +385,5 @@ int main(int argc, char** argv)
                 return msg::report_exit(candidate.run());
         }
         return msg::report_exit({msg::ocf_code::err_args, "no subcommand given"});
-    } catch (const msg::check_failure& failure) {
-        return msg::report_exit(failure.result());
-    } catch (const std::exception& error) {
-        return msg::report_exit(msg::outcome::failed(error.what()));
-    } catch (...) {
-        return msg::report_exit(msg::outcome::failed("unexpected internal error"));
-    }
+    });
 }

@@ -3,6 +3,7 @@
 #include "msg/log.hpp"
 
 #include <algorithm>
+#include <exception>
 #include <iostream>
 
 namespace msg {
@@ -27,6 +28,19 @@ int report_exit(const outcome& result)
         log_error(reason);
     std::cerr << reason << std::endl;
     return result.exit_status();
+}
+
+int report_exceptions(const std::function<int()>& body)
+{
+    try {
+        return body();
+    } catch (const check_failure& failure) {
+        return report_exit(failure.result());
+    } catch (const std::exception& error) {
+        return report_exit(outcome::failed(error.what()));
+    } catch (...) {
+        return report_exit(outcome::failed("unexpected internal error"));
+    }
 }
 
 } // namespace msg
