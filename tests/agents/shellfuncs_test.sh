@@ -297,6 +297,36 @@ msg_process_status "$work/x.pid" "/a b/c" /d
 expect "every exe is passed as its own --exe" "0:1" "$?:$MSG_PID"
 
 ###########################################################################
+# helpers side by side: msg_helper_start / msg_helper_finish
+
+fake_helper slow-a 'sleep 0.6; echo "a: no reply" >&2; exit 1'
+fake_helper slow-b 'sleep 0.6; echo "data b"; exit 0'
+msg_clock
+t0=$MSG_NOW_MS
+msg_helper_start a slow-a
+msg_helper_start b slow-b
+msg_helper_finish a
+expect "a background helper's code and reason come back" "1:a: no reply:" "$?:$MSG_HELPER_REASON:$MSG_HELPER_OUT"
+msg_helper_finish b
+expect "a background helper's output comes back" "0::data b" "$?:$MSG_HELPER_REASON:$MSG_HELPER_OUT"
+msg_clock
+if [ $((MSG_NOW_MS - t0)) -lt 1100 ]; then
+	ok "two helpers started together wait together ($((MSG_NOW_MS - t0)) ms)"
+else
+	not_ok "two helpers started together wait together" "$((MSG_NOW_MS - t0)) ms"
+fi
+fake_helper killed 'kill -s KILL $$'
+msg_helper_start k killed
+msg_helper_finish k
+expect "a helper killed by a signal is a generic error" "1" "$?"
+(
+	OCF_RESOURCE_INSTANCE=""
+	msg_helper_start a slow-a
+	msg_helper_finish a
+	expect "without a state directory the helper runs at once, same result" "1:a: no reply" "$?:$MSG_HELPER_REASON"
+)
+
+###########################################################################
 # what is kept between actions: derived values, the daemon's identity
 
 # File times advance in clock ticks: a stamp taken in the tick a source was
@@ -314,6 +344,12 @@ expect "stored values come back, empty ones too" "0:/var/queue
 last" "$?:$MSG_CACHE"
 msg_cache_load settings "$work/other.conf"
 expect "values stored for another key are not used" 1 $?
+msg_cache_begin lines
+msg_cache_store_lines lines key "pathrun='/run/news'
+two words *"
+msg_cache_load lines key
+expect "lines of a text are kept as they are, blanks and globs too" "0:pathrun='/run/news'
+two words *" "$?:$MSG_CACHE"
 sleep 0.01
 echo "setting = 2" >"$work/daemon.conf"
 msg_cache_load settings "$work/daemon.conf" "$work/daemon.conf"
@@ -382,6 +418,21 @@ fake_helper msg-probe 'echo "$*" >>"'"$work"'/process-calls"; echo "pid file $3 
 msg_process_status --cwd "$work/home" "$work/home.pid" /usr/bin/sleep
 expect "a zombie is the helper's to judge, not the kept identity's" "7:9" "$?:$(calls)"
 wait "$second" 2>/dev/null
+# A known daemon's process tree comes from /proc/PID/task/*/children.
+spawn sh -c 'cd "$1" && { sleep 30 & sleep 30 & wait; }' sh "$work/home"
+parent=$SPAWNED
+sleep 0.2
+printf '%8d\n' "$parent" >"$work/home.pid"
+sleep 0.01
+fake_helper msg-probe 'echo "$*" >>"'"$work"'/process-calls"; echo '"$parent"
+shell=$(readlink -f /bin/sh)
+msg_process_status --cwd "$work/home" "$work/home.pid" "$shell"
+msg_process_tree --cwd "$work/home" "$work/home.pid" "$shell"
+rc=$?
+kids=$(cat /proc/"$parent"/task/*/children)
+expect "a known daemon's tree needs no helper" "0:$parent:$parent $(echo $kids):10" "$rc:$MSG_PID:$MSG_PIDS:$(calls)"
+kill -s KILL "$parent" $kids
+wait "$parent" 2>/dev/null
 
 pids=$(msg_pids_by_cwd "$work/home" "$(dirname "$(readlink -f /bin/sleep)")")
 expect "msg_pids_by_cwd finds a process by working directory and binary" "$daemon" "$pids"
