@@ -956,14 +956,17 @@ class NamespaceCluster(Cluster):
     inits and the power switch read.  ``binds`` are (host path, node path)
     pairs bind-mounted into every node (a node path that does not exist on
     the host is created inside the node only, on an overlay); ``private_dirs``
-    are host dirs each node gets its own copy of; ``store_mount`` is created
+    are host dirs each node gets its own copy of; ``run_dirs`` and
+    ``run_links`` ((link, target) pairs) are made in each node's fresh /run
+    at every boot (what systemd-tmpfiles would do);
+    ``store_mount`` is created
     (empty) in every node for ocf:heartbeat:Filesystem to bind-mount the
     shared store (base/store) on."""
 
     def __init__(self, base_dir: str | os.PathLike = NS_DEFAULT_BASE, *, nodes: int = 3,
                  net: str = "10.213.7", token_ms: int = 1000, cluster_name: str = "msgtest",
                  binds: Sequence[tuple[str, str]] = (), private_dirs: Sequence[str] = (),
-                 store_mount: str = "/srv/messaging", slot_wait: float = 900.0,
+                 run_dirs: Sequence[str] = (), run_links: Sequence[tuple[str, str]] = (), store_mount: str = "/srv/messaging", slot_wait: float = 900.0,
                  pacemaker_stop_timeout: float = 60.0, gate_timeout: float = 20.0,
                  fence_reboot_delay: float = 1.0) -> None:
         self.base = Path(base_dir).resolve()
@@ -980,6 +983,8 @@ class NamespaceCluster(Cluster):
         self.net = net
         self.binds = [(str(a), str(b)) for a, b in binds]
         self.private_dirs = [str(d) for d in private_dirs]
+        self.run_dirs = [str(d) for d in run_dirs]
+        self.run_links = [(str(a), str(b)) for a, b in run_links]
         self.store_mount = store_mount
         self.slot_wait = slot_wait
         self.gate_timeout = gate_timeout
@@ -1001,7 +1006,8 @@ class NamespaceCluster(Cluster):
         return {
             "magic": NS_MAGIC, "kind": "netns", "nodes": len(self.nodes), "net": self.net,
             "token_ms": self.token_ms, "cluster_name": self.cluster_name, "binds": self.binds,
-            "private_dirs": self.private_dirs, "store_mount": self.store_mount,
+            "private_dirs": self.private_dirs, "run_dirs": self.run_dirs,
+            "run_links": self.run_links, "store_mount": self.store_mount,
             "slot_wait": self.slot_wait, "pacemaker_stop_timeout": self.pacemaker_stop_timeout,
             "gate_timeout": self.gate_timeout, "fence_reboot_delay": self.fence_reboot_delay,
         }
@@ -1018,7 +1024,8 @@ class NamespaceCluster(Cluster):
             raise ClusterError(f"{base} is not a netns cluster base dir")
         return cls(base, nodes=cfg["nodes"], net=cfg["net"], token_ms=cfg["token_ms"],
                    cluster_name=cfg["cluster_name"], binds=[tuple(b) for b in cfg["binds"]],
-                   private_dirs=cfg["private_dirs"], store_mount=cfg["store_mount"],
+                   private_dirs=cfg["private_dirs"], run_dirs=cfg.get("run_dirs", []),
+                   run_links=[tuple(x) for x in cfg.get("run_links", [])], store_mount=cfg["store_mount"],
                    slot_wait=cfg["slot_wait"], pacemaker_stop_timeout=cfg["pacemaker_stop_timeout"],
                    gate_timeout=cfg["gate_timeout"], fence_reboot_delay=cfg["fence_reboot_delay"])
 
@@ -1285,7 +1292,8 @@ nodelist {{
             raise ClusterError("must run as root")
         t0 = time.monotonic()
         if self.is_ours() and self.is_running():
-            if set(self.running_nodes()) == {n.name for n in self.nodes}:
+            recorded = json.loads((self.base / "cluster.json").read_text())
+            if recorded == self._config() and set(self.running_nodes()) == {n.name for n in self.nodes}:
                 try:
                     self.wait_online(timeout=min(timeout, 20.0))
                     log(f"already running in {self.base}, online")
@@ -1839,6 +1847,10 @@ def ns_node_init(base: Path, node_name: str) -> int:
             os.chown(d, *owner)
             os.chmod(d, mode)
         _sh("mount", "--bind", str(c.power_dir), POWER_DIR_IN_NODE)
+        for d in c.run_dirs:
+            os.makedirs(d, mode=0o755, exist_ok=True)
+        for link, target in c.run_links:
+            os.symlink(target, link)
         for sub, dst in (("lib-pacemaker", "/var/lib/pacemaker"), ("lib-corosync", "/var/lib/corosync"),
                          ("log-pacemaker", "/var/log/pacemaker"), ("log-corosync", "/var/log/corosync")):
             m.bind(node.dir / sub, dst)

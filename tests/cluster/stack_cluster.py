@@ -53,7 +53,15 @@ def stack_cluster(base: str | os.PathLike, **kwargs) -> NamespaceCluster:
     if not (agents / "postfix").is_file():
         raise ClusterError(f"no built agents in {agents}: build first (or set MSG_BUILD_DIR)")
     binds = [(str(agents), "/usr/lib/ocf/resource.d/messaging")] + list(kwargs.pop("binds", []))
-    return NamespaceCluster(base, binds=binds, **kwargs)
+    # Each node its own /etc/postfix and /etc/dovecot (the stock agents want the
+    # store's config dirs in main.cf, and the store's dovecot.conf as the default
+    # one: they ignore config_file), and the store's node-local runtime root at boot,
+    # as tmpfiles.d would make it (our agents make it; the stock ones do not).
+    from stack_store import DEFAULT_RUN_ROOT
+    return NamespaceCluster(base, binds=binds, private_dirs=["/etc/postfix", "/etc/dovecot"],
+                            run_dirs=[str(DEFAULT_RUN_ROOT)],
+                            # ocf:heartbeat:dovecot looks for master.pid in /run/dovecot only
+                            run_links=[("/run/dovecot", str(DEFAULT_RUN_ROOT / "dovecot"))], **kwargs)
 
 
 def render_values(c: NamespaceCluster, values, monitor_interval: str | None = None) -> dict:
@@ -127,9 +135,31 @@ class Stack:
             # Postfix's `check` insists that inet_interfaces (the VIP) is local.
             with self.c.scratch_netns(self.c.vip):
                 self.values = prepare_store(self.c.store, self.c.vip, mount_point=self.c.store_mount)
+        if self.agents == "stock":
+            self._register_postfix_config_dirs()
+            self._default_dovecot_conf_is_the_store()
         # What the cluster had before the stack: put back by unload().
         r = self.c.run(["cibadmin", "--query", "--scope", "configuration"], check=True, timeout=30)
         self.base_cib.write_text(r.stdout)
+
+    def _register_postfix_config_dirs(self) -> None:
+        """ocf:heartbeat:postfix refuses a config_dir the default main.cf does not list in
+        alternate_config_directories (each node's private copy of /etc/postfix)."""
+        dirs = " ".join(r.params["config_dir"] for r in self.values.resources.values() if r.agent == "postfix")
+        for n in self.c.nodes:
+            main_cf = n.dir / "priv" / "etc" / "postfix" / "main.cf"
+            lines = [ln for ln in main_cf.read_text().splitlines()
+                     if not ln.startswith("alternate_config_directories")]
+            main_cf.write_text("\n".join(lines + [f"alternate_config_directories = {dirs}"]) + "\n")
+
+    def _default_dovecot_conf_is_the_store(self) -> None:
+        """ocf:heartbeat:dovecot 4.12 never passes its config_file to dovecot (it tests
+        an unset $config_dir), so dovecot reads /etc/dovecot/dovecot.conf: make each
+        node's private copy include the store's configuration, as an operator would."""
+        conf = self.values.resources["dovecot"].params["config_file"]
+        for n in self.c.nodes:
+            (n.dir / "priv" / "etc" / "dovecot" / "dovecot.conf").write_text(
+                f"# the stock agent ignores config_file: the store's configuration\n!include {conf}\n")
 
     def render(self, fmt: str) -> Path:
         """cib-templates/render's output for this store and cluster, in a file every node can read."""
