@@ -361,16 +361,16 @@ int main(int argc, char** argv)
         CLI::App app("Deadline-bound health checks of messaging servers, for OCF resource agents.", "msg-probe");
         app.require_subcommand(1);
         app.footer(exit_codes_help);
-        list_ldap_command(app);
-        const std::vector<command> commands{
+        // (--help and a mistyped subcommand list them in this order)
+        std::vector<command> commands{
             smtp_command(app, false),
             smtp_command(app, true),
             imap_command(app),
             pop3_command(app),
-            nntp_command(app),
-            mailflow_command(app),
-            process_command(app),
         };
+        list_ldap_command(app);
+        for (auto* add : {nntp_command, mailflow_command, process_command})
+            commands.push_back(add(app));
         try {
             app.parse(argc, argv);
         } catch (const CLI::Success& help) {
