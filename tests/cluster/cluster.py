@@ -1521,28 +1521,6 @@ class PowerSwitch:
         self.logf.write(f"{_now()} {msg}\n")
 
     # -- slot and network
-    def take_slot(self) -> object:
-        SLOT_LOCK.parent.mkdir(parents=True, exist_ok=True)
-        f = open(SLOT_LOCK, "a")
-        end = time.monotonic() + self.c.slot_wait
-        said = False
-        while True:
-            try:
-                fcntl.lockf(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                others = _cluster_daemons()
-                if not others:
-                    self.say(f"holding the host's cluster slot {SLOT_LOCK}")
-                    return f
-                fcntl.lockf(f, fcntl.LOCK_UN)
-            except OSError:
-                others = [f"another run holds {SLOT_LOCK}"]
-            if not said:
-                self.say("waiting for the host's cluster slot: " + "; ".join(others))
-                said = True
-            if time.monotonic() > end:
-                raise ClusterError("the host's cluster slot stayed busy: " + "; ".join(others))
-            time.sleep(1)
-
     def net_up(self) -> None:
         c = self.c
         for ns in [n.netns for n in c.nodes] + [c.client_netns, c.switch_netns]:
@@ -1720,7 +1698,8 @@ class PowerSwitch:
                         self.off(self.c.node(name), "went down by itself")
 
     def serve(self) -> int:
-        slot = self.take_slot()
+        slot = host_slot(self.c.slot_wait, self.say)
+        slot.__enter__()
         try:
             self.net_up()
             handler_self = self
@@ -1753,8 +1732,40 @@ class PowerSwitch:
                     self.off(n, "power switch exiting")
             self.net_down()
             self.say("power switch down")
-            slot.close()  # type: ignore[attr-defined]
+            slot.__exit__(None, None, None)
         return 0
+
+
+@contextlib.contextmanager
+def host_slot(wait_s: float = 900.0, say: Callable[[str], None] = log) -> Iterator[None]:
+    """Hold the host's cluster slot (tests/integration/cluster_slot.py's lock) for the block.
+
+    Waits, bounded by wait_s, until no other run holds the lock and no
+    corosync or pacemakerd runs anywhere on the host (fails loudly after)."""
+    SLOT_LOCK.parent.mkdir(parents=True, exist_ok=True)
+    with open(SLOT_LOCK, "a") as f:
+        end = time.monotonic() + wait_s
+        said = False
+        while True:
+            try:
+                fcntl.lockf(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                others = _cluster_daemons()
+                if not others:
+                    break
+                fcntl.lockf(f, fcntl.LOCK_UN)
+            except OSError:
+                others = [f"another run holds {SLOT_LOCK}"]
+            if not said:
+                say("waiting for the host's cluster slot: " + "; ".join(others))
+                said = True
+            if time.monotonic() > end:
+                raise ClusterError(f"the host's cluster slot stayed busy for {wait_s:.0f}s: " + "; ".join(others))
+            time.sleep(1)
+        say(f"holding the host's cluster slot {SLOT_LOCK}")
+        try:
+            yield
+        finally:
+            fcntl.lockf(f, fcntl.LOCK_UN)
 
 
 def _cluster_daemons() -> list[str]:

@@ -16,7 +16,7 @@ from typing import Iterator
 
 import pytest
 
-from cluster import PCMK_DIRS, Cluster, alive, environ, proc_state
+from cluster import PCMK_DIRS, Cluster, alive, environ, host_slot, proc_state
 
 
 def marked_processes(base: Path) -> list[int]:
@@ -34,7 +34,13 @@ def dir_state() -> dict[str, tuple[int, int, int, tuple[str, ...]]]:
 
 
 @pytest.fixture(scope="module")
-def before() -> dict:
+def slot() -> Iterator[None]:
+    with host_slot():  # one cluster per host: wait until the others' are gone
+        yield
+
+
+@pytest.fixture(scope="module")
+def before(slot: None) -> dict:
     return dir_state()
 
 

@@ -20,6 +20,7 @@ from typing import Iterator
 
 import pytest
 
+from cluster import NamespaceCluster
 from cluster_records import crm_mon, last_ops, wait_for
 from mail_client import MailClient
 from stack_cluster import Stack, build_dir, measure_migration, measure_node_kill, stack_cluster
@@ -61,6 +62,11 @@ def agent_types(stack: Stack, order: list[str]) -> list[str]:
     x = crm_mon(stack.c)
     types = {r.get("id"): r.get("resource_agent", "").rsplit(":", 1)[-1] for r in x.iter("resource")}
     return [types[r] for r in order]
+
+
+def fence_requests(c: NamespaceCluster, node: str) -> int:
+    """How many times the power switch was asked to fence node."""
+    return sum(f"fence request: reboot {node}" in line for line in c.power_log())
 
 
 def answers_on_vip(stack: Stack) -> bool:
@@ -158,6 +164,7 @@ def test_a_cut_off_node_stops_the_stack_and_never_recovers_without_quorum(whole:
     cut = stack.wait_running()
     log = c.node(cut).dir / "log-pacemaker" / "pacemaker.log"
     recoveries_before = log.read_text(errors="replace").count(" recovered ")
+    fenced_before = fence_requests(c, cut)
     c.hold_fencing(cut)  # the majority's fence request waits: look at the cut-off node meanwhile
     try:
         c.cut_link(cut)
@@ -176,6 +183,8 @@ def test_a_cut_off_node_stops_the_stack_and_never_recovers_without_quorum(whole:
         others = [n.name for n in c.nodes if n.name != cut]
         q = c.run(["corosync-quorumtool", "-s"], node=others[0]).stdout
         assert "Quorate:          Yes" in q, q
+        wait_for(f"the majority's request to fence {cut}",
+                 lambda: fence_requests(c, cut) > fenced_before, 60)
     finally:
         c.release_fencing(cut)
         c.restore_link(cut)

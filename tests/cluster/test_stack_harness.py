@@ -113,6 +113,10 @@ def test_fencing_powers_the_node_off_with_its_addresses(cluster: NamespaceCluste
 
 
 def test_a_cut_link_isolates_the_node_and_quorum_follows(cluster: NamespaceCluster) -> None:
+    def count(text: str) -> int:
+        return sum(text in line for line in cluster.power_log())
+
+    requests_before, fenced_before = count("fence request: reboot node2"), count("node2 powered off (fenced")
     cluster.hold_fencing("node2")  # keep the cut-off node alive while we look at it
     try:
         cluster.cut_link("node2")
@@ -125,15 +129,19 @@ def test_a_cut_link_isolates_the_node_and_quorum_follows(cluster: NamespaceClust
         assert "Quorate:          No" in q, q
         q1 = cluster.run(["corosync-quorumtool", "-s"], node="node1").stdout
         assert "Quorate:          Yes" in q1, q1
+        # The majority asks to fence the node it lost (held until we release it).
+        end = time.monotonic() + 60
+        while count("fence request: reboot node2") == requests_before:
+            assert time.monotonic() < end, "\n".join(cluster.power_log())
+            time.sleep(0.2)
     finally:
-        cluster.restore_link("node2")
         cluster.release_fencing("node2")
-    # The majority fences the node it lost; it comes back and rejoins.
+        cluster.restore_link("node2")
     end = time.monotonic() + 60
-    while "node2 powered off (fenced" not in "\n".join(cluster.power_log()):
+    while count("node2 powered off (fenced") == fenced_before:
         assert time.monotonic() < end, "\n".join(cluster.power_log())
         time.sleep(0.2)
-    cluster.wait_online(timeout=60)
+    cluster.wait_online(timeout=60)  # rebooted, it rejoins
 
 
 def test_teardown_leaves_nothing(cluster: NamespaceCluster) -> None:
