@@ -401,8 +401,11 @@ printf '%8d\njunk\n' "$daemon" >"$work/home.pid"
 fake_helper msg-probe 'echo "$*" >>"'"$work"'/process-calls"; echo "pid file $3 does not hold a pid" >&2; exit 7'
 msg_process_status --cwd "$work/home" "$work/home.pid" /usr/bin/sleep
 expect "a pid file with more than the PID is the helper's to judge" "7:6" "$?:$(calls)"
+printf '%8d\njunk' "$daemon" >"$work/home.pid"
+msg_process_status --cwd "$work/home" "$work/home.pid" /usr/bin/sleep
+expect "junk on a last line without a newline is the helper's to judge too" "7:7" "$?:$(calls)"
 msg_process_tree --cwd "$work/home" "$work/home.pid" /usr/bin/sleep
-expect "a process tree always asks the helper" "7:7" "$?:$(calls)"
+expect "a process tree always asks the helper" "7:8" "$?:$(calls)"
 spawn sh -c 'cd "$1" && exec sleep 30' sh "$work/home"
 second=$SPAWNED
 fake_helper msg-probe 'echo "$*" >>"'"$work"'/process-calls"; echo '"$second"
@@ -410,13 +413,18 @@ printf '%8d\n' "$second" >"$work/home.pid"
 sleep 0.2
 msg_process_status --cwd "$work/home" "$work/home.pid" /usr/bin/sleep
 msg_process_status --cwd "$work/home" "$work/home.pid" /usr/bin/sleep
-expect "a new daemon is asked about once" "0:$second:8" "$?:$MSG_PID:$(calls)"
+expect "a new daemon is asked about once" "0:$second:9" "$?:$MSG_PID:$(calls)"
+printf '%d' "$second" >"$work/home.pid"
+sleep 0.01
+msg_process_status --cwd "$work/home" "$work/home.pid" /usr/bin/sleep
+msg_process_status --cwd "$work/home" "$work/home.pid" /usr/bin/sleep
+expect "a pid file without a final newline is known too" "0:$second:10" "$?:$MSG_PID:$(calls)"
 kill -s KILL "$second"
 # the killed daemon stays a zombie until the wait below
 sleep 0.2
 fake_helper msg-probe 'echo "$*" >>"'"$work"'/process-calls"; echo "pid file $3 names PID '"$second"', which has exited (zombie)" >&2; exit 7'
 msg_process_status --cwd "$work/home" "$work/home.pid" /usr/bin/sleep
-expect "a zombie is the helper's to judge, not the kept identity's" "7:9" "$?:$(calls)"
+expect "a zombie is the helper's to judge, not the kept identity's" "7:11" "$?:$(calls)"
 wait "$second" 2>/dev/null
 # A known daemon's process tree comes from /proc/PID/task/*/children.
 spawn sh -c 'cd "$1" && { sleep 30 & sleep 30 & wait; }' sh "$work/home"
@@ -430,7 +438,7 @@ msg_process_status --cwd "$work/home" "$work/home.pid" "$shell"
 msg_process_tree --cwd "$work/home" "$work/home.pid" "$shell"
 rc=$?
 kids=$(cat /proc/"$parent"/task/*/children)
-expect "a known daemon's tree needs no helper" "0:$parent:$parent $(echo $kids):10" "$rc:$MSG_PID:$MSG_PIDS:$(calls)"
+expect "a known daemon's tree needs no helper" "0:$parent:$parent $(echo $kids):12" "$rc:$MSG_PID:$MSG_PIDS:$(calls)"
 kill -s KILL "$parent" $kids
 wait "$parent" 2>/dev/null
 
