@@ -110,6 +110,10 @@ server_script& fetch_store_expunge(server_script& script, const std::string& uid
 
 class ImapProbe : public msg_test::login_probe_fixture<msg::imap_options> {
 protected:
+    // Time for a whole healthy round trip (a dozen steps): generous, since
+    // under AddressSanitizer on a busy machine one second was not enough.
+    static constexpr std::chrono::milliseconds healthy_round_trip_limit = 5000ms;
+
     msg::imap_options round_trip_options(const fake_server& server, std::chrono::milliseconds limit = 1000ms) const
     {
         msg::imap_options options = login_options(server, limit);
@@ -161,7 +165,7 @@ TEST_F(ImapProbe, RoundTripWithAppenduidAndUidplusPasses)
 {
     server_script script = up_to_fetch();
     fake_server server(fetch_store_expunge(script));
-    const auto [result, elapsed] = run(round_trip_options(server));
+    const auto [result, elapsed] = run(round_trip_options(server, healthy_round_trip_limit));
     EXPECT_EQ(result.code(), ocf_code::success) << result.reason();
     EXPECT_TRUE(server.problems().empty()) << server.problems().front();
     const auto received = server.received();
@@ -206,7 +210,7 @@ TEST_F(ImapProbe, RoundTripWithoutAppenduidSearchesAndWithoutUidplusExpunges)
         .send_tagged("OK Search completed.\r\n")
         .expect_tagged("UID FETCH 12 (BODY.PEEK[])");
     fake_server server(fetch_store_expunge(script, "12", "EXPUNGE"));
-    const auto [result, elapsed] = run(round_trip_options(server));
+    const auto [result, elapsed] = run(round_trip_options(server, healthy_round_trip_limit));
     EXPECT_EQ(result.code(), ocf_code::success) << result.reason();
     EXPECT_TRUE(server.problems().empty()) << server.problems().front();
 }
@@ -228,7 +232,7 @@ TEST_F(ImapProbe, EarlierProbeMessagesAreRemovedWithThisOne)
         .send("* 3 EXPUNGE\r\n* 2 EXPUNGE\r\n* 1 EXPUNGE\r\n")
         .send_tagged("OK Expunge completed.\r\n");
     fake_server server(logout(script));
-    const auto [result, elapsed] = run(round_trip_options(server));
+    const auto [result, elapsed] = run(round_trip_options(server, healthy_round_trip_limit));
     EXPECT_EQ(result.code(), ocf_code::success) << result.reason();
     EXPECT_TRUE(server.problems().empty()) << server.problems().front();
 }
@@ -242,7 +246,7 @@ TEST_F(ImapProbe, MissingProbeMailboxIsCreated)
     append(script, "OK [APPENDUID 1700000000 7] Append completed.\r\n");
     select(script).expect_tagged("UID FETCH 7 (BODY.PEEK[])");
     fake_server server(fetch_store_expunge(script));
-    const auto [result, elapsed] = run(round_trip_options(server));
+    const auto [result, elapsed] = run(round_trip_options(server, healthy_round_trip_limit));
     EXPECT_EQ(result.code(), ocf_code::success) << result.reason();
     EXPECT_TRUE(server.problems().empty()) << server.problems().front();
 }
@@ -256,7 +260,7 @@ TEST_F(ImapProbe, MailboxCreatedMeanwhileIsFine)
     append(script, "OK [APPENDUID 1700000000 7] Append completed.\r\n");
     select(script).expect_tagged("UID FETCH 7 (BODY.PEEK[])");
     fake_server server(fetch_store_expunge(script));
-    const auto [result, elapsed] = run(round_trip_options(server));
+    const auto [result, elapsed] = run(round_trip_options(server, healthy_round_trip_limit));
     EXPECT_EQ(result.code(), ocf_code::success) << result.reason();
 }
 
