@@ -343,21 +343,22 @@ nodelist {{
                 raise ClusterError(f"{d} is not searchable by user {HA_USER}; "
                                    "Pacemaker could not write its log below it")
 
-    def _cib_xml(self) -> str:
-        stonith = "true" if self.stonith_enabled else "false"
+    def _cib_xml(self, extra_properties: Sequence[tuple[str, str]] = (), resources: str = "") -> str:
+        """The CIB a fresh cluster starts from: no 20 s wait for a DC (dc-deadtime),
+        the cluster's properties, and any resources given as XML."""
+        props = [("dc-deadtime", "2s"), ("stonith-enabled", "true" if self.stonith_enabled else "false"),
+                 *extra_properties, ("no-quorum-policy", self.no_quorum_policy),
+                 ("cluster-recheck-interval", "1min"), ("cluster-name", self.cluster_name)]
+        nvpairs = "".join(f'        <nvpair id="cib-bootstrap-options-{k}" name="{k}" value="{v}"/>\n'
+                          for k, v in props)
         return f"""<cib validate-with="pacemaker-3.9" epoch="1" num_updates="0" admin_epoch="0">
   <configuration>
     <crm_config>
       <cluster_property_set id="cib-bootstrap-options">
-        <nvpair id="cib-bootstrap-options-dc-deadtime" name="dc-deadtime" value="2s"/>
-        <nvpair id="cib-bootstrap-options-stonith-enabled" name="stonith-enabled" value="{stonith}"/>
-        <nvpair id="cib-bootstrap-options-no-quorum-policy" name="no-quorum-policy" value="{self.no_quorum_policy}"/>
-        <nvpair id="cib-bootstrap-options-cluster-recheck-interval" name="cluster-recheck-interval" value="1min"/>
-        <nvpair id="cib-bootstrap-options-cluster-name" name="cluster-name" value="{self.cluster_name}"/>
-      </cluster_property_set>
+{nvpairs}      </cluster_property_set>
     </crm_config>
     <nodes/>
-    <resources/>
+    <resources>{resources}</resources>
     <constraints/>
     <rsc_defaults>
       <meta_attributes id="rsc-options">
@@ -1119,22 +1120,10 @@ nodelist {{
             else:
                 dst.mkdir()
 
-    def _cib_xml(self) -> str:
+    def _cib_xml(self, extra_properties: Sequence[tuple[str, str]] = (), resources: str = "") -> str:
+        """Fencing from the start: stonith-enabled=true with the fence_msgtest device."""
         hosts = " ".join(n.name for n in self.nodes)
-        return f"""<cib validate-with="pacemaker-3.9" epoch="1" num_updates="0" admin_epoch="0">
-  <configuration>
-    <crm_config>
-      <cluster_property_set id="cib-bootstrap-options">
-        <nvpair id="cib-bootstrap-options-dc-deadtime" name="dc-deadtime" value="2s"/>
-        <nvpair id="cib-bootstrap-options-stonith-enabled" name="stonith-enabled" value="true"/>
-        <nvpair id="cib-bootstrap-options-stonith-timeout" name="stonith-timeout" value="90s"/>
-        <nvpair id="cib-bootstrap-options-no-quorum-policy" name="no-quorum-policy" value="{self.no_quorum_policy}"/>
-        <nvpair id="cib-bootstrap-options-cluster-recheck-interval" name="cluster-recheck-interval" value="1min"/>
-        <nvpair id="cib-bootstrap-options-cluster-name" name="cluster-name" value="{self.cluster_name}"/>
-      </cluster_property_set>
-    </crm_config>
-    <nodes/>
-    <resources>
+        fence = f"""
       <primitive id="fence-msgtest" class="stonith" type="{FENCE_AGENT}">
         <instance_attributes id="fence-msgtest-ia">
           <nvpair id="fence-msgtest-hosts" name="pcmk_host_list" value="{hosts}"/>
@@ -1142,17 +1131,8 @@ nodelist {{
         </instance_attributes>
         <operations><op id="fence-msgtest-mon" name="monitor" interval="60s"/></operations>
       </primitive>
-    </resources>
-    <constraints/>
-    <rsc_defaults>
-      <meta_attributes id="rsc-options">
-        <nvpair id="rsc-options-resource-stickiness" name="resource-stickiness" value="1"/>
-      </meta_attributes>
-    </rsc_defaults>
-  </configuration>
-  <status/>
-</cib>
-"""
+    """
+        return super()._cib_xml([("stonith-timeout", "90s"), *extra_properties], fence + resources)
 
     # ---- reaching nodes ------------------------------------------------------
 

@@ -4,8 +4,9 @@ tests/cluster/cluster.py runs the cluster; only one can run on a host
 (Pacemaker's compiled-in dirs and IPC names), and its start() stops a
 harness cluster of another base dir.  Other engineers and test runs share
 this host, so one_node_cluster() never starts beside a running cluster: it
-waits (bounded) until no corosync or pacemakerd runs, holding a host-wide
-lock so that two runs using this module do not both grab the free slot,
+waits (bounded) until no corosync or pacemakerd runs, holding the host-wide
+lock (cluster.host_slot(), which the three-node harness holds too) so that
+two runs do not both grab the free slot,
 then starts its own cluster in a fresh base dir and always destroys exactly
 that one.  If the slot stays busy it fails loudly; it never skips.
 
@@ -17,12 +18,9 @@ steal the exit status) in the cluster's environment.
 from __future__ import annotations
 
 import contextlib
-import fcntl
-import os
 import re
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Iterator, Sequence
 
@@ -31,46 +29,21 @@ import pytest
 import procs
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "cluster"))
-from cluster import Cluster, ClusterError, alive, cmdline  # noqa: E402
+from cluster import Cluster, ClusterError, host_slot  # noqa: E402
 
 __all__ = ["one_node_cluster", "run", "attrd_value", "cib_node_attribute", "Cluster"]
 
-SLOT_LOCK = Path("/run/lock/msg-test-cluster-slot.lock")
-CLUSTER_DAEMONS = ("corosync", "pacemakerd")
-
-
-def busy() -> list[str]:
-    """Descriptions of the running corosync / pacemakerd processes (anyone's)."""
-    out = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        pid = int(entry)
-        argv = cmdline(pid)
-        if argv and os.path.basename(argv[0]) in CLUSTER_DAEMONS and alive(pid):
-            out.append(f"{pid} {' '.join(argv)}")
-    return out
 
 
 @contextlib.contextmanager
 def one_node_cluster(wait_s: float = 900.0, start_timeout_s: float = 90.0) -> Iterator[Cluster]:
     """Wait for the host's cluster slot, start a fresh one-node cluster, yield it, destroy it."""
-    SLOT_LOCK.parent.mkdir(parents=True, exist_ok=True)
-    with open(SLOT_LOCK, "a") as lock:
-        deadline = time.monotonic() + wait_s
-        while True:
-            try:
-                fcntl.lockf(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                others = busy()
-                if not others:
-                    break
-                fcntl.lockf(lock, fcntl.LOCK_UN)
-            except OSError:
-                others = [f"another test run holds {SLOT_LOCK}"]
-            if time.monotonic() > deadline:
-                pytest.fail(f"the host's cluster slot stayed busy for {wait_s:.0f}s (never stopping a cluster "
-                            "this run did not start):\n  " + "\n  ".join(others), pytrace=False)
-            time.sleep(2)
+    slot = host_slot(wait_s)
+    try:
+        slot.__enter__()
+    except ClusterError as e:
+        pytest.fail(f"{e} (never stopping a cluster this run did not start)", pytrace=False)
+    try:
         base = Path(tempfile.mkdtemp(prefix="msg-cluster-itest-", dir="/var/tmp"))
         cluster = Cluster(base)
         try:
@@ -81,7 +54,8 @@ def one_node_cluster(wait_s: float = 900.0, start_timeout_s: float = 90.0) -> It
             yield cluster
         finally:
             cluster.destroy()
-            fcntl.lockf(lock, fcntl.LOCK_UN)
+    finally:
+        slot.__exit__(None, None, None)
 
 
 def run(cluster: Cluster, argv: Sequence[str], timeout: float = 60.0):
