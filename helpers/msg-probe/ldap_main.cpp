@@ -113,15 +113,8 @@ int main(int argc, char** argv)
                      "msg-probe-ldap");
         auto options = std::make_shared<msg::ldap_options>();
         add_ldap_options(&app, options);
-        try {
-            app.parse(argc, argv);
-        } catch (const CLI::Success& help) {
-            return app.exit(help);
-        } catch (const CLI::ParseError& error) {
-            // CLI11's own exit codes (100+) mean nothing to an agent: every
-            // usage error is an OCF_ERR_ARGS.
-            return msg::report_exit({msg::ocf_code::err_args, error.what()});
-        }
+        if (const auto ended = msg::parse_command_line(app, argc, argv))
+            return *ended;
         return msg::report_exit(msg::check_ldap(*options, msg::deadline::after(options->time_limit)));
     });
 }

@@ -2,6 +2,8 @@
 
 #include "msg/log.hpp"
 
+#include <CLI/CLI.hpp>
+
 #include <algorithm>
 #include <exception>
 #include <iostream>
@@ -41,6 +43,18 @@ int report_exceptions(const std::function<int()>& body)
     } catch (...) {
         return report_exit(outcome::failed("unexpected internal error"));
     }
+}
+
+std::optional<int> parse_command_line(CLI::App& app, int argc, char** argv)
+{
+    try {
+        app.parse(argc, argv);
+    } catch (const CLI::Success& help) {
+        return app.exit(help);
+    } catch (const CLI::ParseError& error) {
+        return report_exit({ocf_code::err_args, error.what()});
+    }
+    return std::nullopt;
 }
 
 } // namespace msg

@@ -3,7 +3,12 @@
 #include "msg/outcome.hpp"
 
 #include <functional>
+#include <optional>
 #include <string>
+
+namespace CLI {
+class App;
+} // namespace CLI
 
 namespace msg {
 
@@ -21,5 +26,11 @@ int report_exit(const outcome& result);
 // exit status), and reports an exception it lets through with report_exit:
 // a check_failure's outcome, else an OCF_ERR_GENERIC with its message.
 int report_exceptions(const std::function<int()>& body);
+
+// Parses a helper's command line into `app`. Returns nothing when the
+// helper goes on; otherwise the status it exits with: 0 once --help is
+// printed, or OCF_ERR_ARGS for bad usage, reported with report_exit and
+// CLI11's message (CLI11's own exit codes, 100+, mean nothing to an agent).
+std::optional<int> parse_command_line(CLI::App& app, int argc, char** argv);
 
 } // namespace msg
