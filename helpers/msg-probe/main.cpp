@@ -3,7 +3,9 @@
 // goes to stderr for the agent's ocf_exit_reason.
 #include "msg/deadline.hpp"
 #include "msg/exit_report.hpp"
+#include "msg/helper_dir.hpp"
 #include "msg/imap.hpp"
+#include "msg/ldap_probe_process.hpp"
 #include "msg/log.hpp"
 #include "msg/mailflow.hpp"
 #include "msg/nntp.hpp"
@@ -189,18 +191,9 @@ void list_ldap_command(CLI::App& root)
 // from the same directory. Returns only when that cannot run.
 int exec_ldap_probe(int argc, char** argv)
 {
-    std::error_code ec;
-    std::filesystem::path self = std::filesystem::read_symlink("/proc/self/exe", ec);
-    if (ec)
-        self = argv[0];
-    const std::filesystem::path ldap_probe = self.parent_path() / "msg-probe-ldap";
-    // What libldap would load and never use, kept out of the check's memory:
-    // GnuTLS initialises itself (and p11-kit's trust modules) when loaded;
-    // this way libldap initialises it only once a TLS connection needs it.
-    // Cyrus SASL loads every plugin in its directory; the check binds only
-    // simple or with EXTERNAL, which is built into libsasl2.
-    ::setenv("GNUTLS_NO_IMPLICIT_INIT", "1", 1);
-    ::setenv("SASL_PATH", "/dev/null", 1);
+    const std::filesystem::path ldap_probe = msg::own_helper_dir(argv[0]) / msg::ldap_probe_name;
+    for (const auto& [name, value] : msg::ldap_probe_environment())
+        ::setenv(name.c_str(), value.c_str(), 1);
     std::vector<char*> args{const_cast<char*>(ldap_probe.c_str())};
     args.insert(args.end(), argv + 2, argv + argc);
     args.push_back(nullptr);

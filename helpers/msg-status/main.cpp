@@ -2,6 +2,8 @@
 // node, in one table (or JSON). Exit status is an OCF code; on any status
 // but 0, exactly one reason line goes to stderr.
 #include "msg/exit_report.hpp"
+#include "msg/helper_dir.hpp"
+#include "msg/ldap_probe_process.hpp"
 #include "msg/log.hpp"
 #include "msg/node_status.hpp"
 #include "msg/outcome.hpp"
@@ -87,7 +89,7 @@ std::string node_name()
 int main(int argc, char** argv)
 {
     const msg::log_session log("msg-status", isatty(STDERR_FILENO) == 1);
-    try {
+    return msg::report_exceptions([argc, argv] {
         CLI::App app("Runs every configured probe of the messaging stack against this node and prints one table: "
                      "service, check, state, latency, reason.",
                      "msg-status");
@@ -98,26 +100,16 @@ int main(int argc, char** argv)
         app.add_option("--config", config, "the checks to run (see below)")->capture_default_str();
         app.add_flag("--json", json, "one JSON object instead of the table, for machines");
         app.footer(help_footer);
-        try {
-            app.parse(argc, argv);
-        } catch (const CLI::Success& help) {
-            return app.exit(help);
-        } catch (const CLI::ParseError& error) {
-            // CLI11's own exit codes (100+) mean nothing to an OCF caller.
-            return msg::report_exit({msg::ocf_code::err_args, error.what()});
-        }
-        const std::vector<msg::status_result> results = msg::run_status_checks(msg::read_status_config(config));
+        if (const auto ended = msg::parse_command_line(app, argc, argv))
+            return *ended;
+        // LDAP rows run msg-probe-ldap, installed beside msg-status.
+        const std::vector<msg::status_result> results
+            = msg::run_status_checks(msg::read_status_config(config), msg::own_helper_dir(argv[0]));
         if (json)
             msg::write_status_json(std::cout, results, node_name());
         else
             msg::write_status_table(std::cout, results);
         std::cout.flush();
         return msg::report_exit(msg::status_verdict(results));
-    } catch (const msg::check_failure& failure) {
-        return msg::report_exit(failure.result());
-    } catch (const std::exception& error) {
-        return msg::report_exit(msg::outcome::failed(error.what()));
-    } catch (...) {
-        return msg::report_exit(msg::outcome::failed("unexpected internal error"));
-    }
+    });
 }

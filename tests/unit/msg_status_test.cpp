@@ -1,6 +1,10 @@
 // msg-status: its configuration grammar, and the binary against fake
 // servers: the table, the JSON, and the exit code the node's worst check
 // gives.
+#include "msg/deadline.hpp"
+#include "msg/ldap.hpp"
+#include "msg/ldap_probe_process.hpp"
+#include "msg/node_status.hpp"
 #include "msg/outcome.hpp"
 #include "msg/status_config.hpp"
 
@@ -9,6 +13,7 @@
 #include "probe_checks.hpp"
 #include "spawn_helper.hpp"
 #include "test_certificates.hpp"
+#include "test_slapd.hpp"
 #include "text_assertions.hpp"
 
 // property_tree's JSON parser still includes the old boost/bind.hpp, which
@@ -372,6 +377,102 @@ TEST_F(MsgStatus, HelpDocumentsTheConfigurationAndCodes)
     for (const char* part : {"--config", "--json", "[SERVICE]", "CHECK = [PROTOCOL] [ADDRESS] [OPTION[=VALUE]]",
                              "mailflow", "probe-address", "not running", "LATENCY_MS", "owned by root", "190"})
         EXPECT_TRUE(contains(run.out, part)) << part;
+}
+
+// --- LDAP rows: msg-probe-ldap as a child, so msg-status never loads libldap ---
+
+TEST(StatusLdapChild, ArgumentsCarryEachSetOptionAndOnlyThePasswordFilesPath)
+{
+    msg::ldap_options options;
+    options.uri = "ldap://127.0.0.1:3389";
+    options.starttls = true;
+    options.time_limit = 2500ms;
+    options.suffix = "-dc=starts with a dash";
+    options.bind_dn = "cn=admin,dc=example,dc=com";
+    options.bind_password_file = "/etc/msg/ldap.pw";
+    options.db_dir = "/var/lib/ldap";
+    options.maxsize_warn_percent = 80;
+    options.provider_uri = "ldap://10.0.0.1";
+    options.warn_replication_lag = std::chrono::seconds(30);
+    EXPECT_EQ(msg::ldap_probe_arguments(options),
+              (std::vector<std::string>{"--uri=ldap://127.0.0.1:3389", "--starttls", "--deadline-ms=2500",
+                                        "--suffix=-dc=starts with a dash", "--bind-dn=cn=admin,dc=example,dc=com",
+                                        "--bind-password-file=/etc/msg/ldap.pw", "--provider-uri=ldap://10.0.0.1",
+                                        "--warn-replication-lag-s=30", "--db-dir=/var/lib/ldap",
+                                        "--maxsize-warn-percent=80"}));
+}
+
+TEST(StatusLdapChild, MissingProbeBinaryIsNotInstalled)
+{
+    const msg_test::temp_dir empty;
+    const auto results = msg::run_status_checks(parsed("[slapd]\nldap = ldapi:///\n"), empty.path());
+    ASSERT_EQ(results.size(), 1u);
+    EXPECT_EQ(results[0].result.code(), ocf_code::err_installed);
+    EXPECT_TRUE(contains(results[0].result.reason(), "cannot run " + (empty.path() / "msg-probe-ldap").string()))
+        << results[0].result.reason();
+}
+
+TEST_F(MsgStatus, StalledLdapServerEndsItsRowAtItsOwnDeadline)
+{
+    fake_server ldap(server_script().stall());
+    const auto run = status("[slapd]\nldap = ldap://127.0.0.1:" + port_of(ldap) + " deadline-ms=800\n");
+    EXPECT_EQ(run.exit_code, 1) << run.err;
+    EXPECT_EQ(row(run, "slapd", "ldap").at(4),
+              "ldap://127.0.0.1:" + port_of(ldap) + ": no reply to base search of the rootDSE within 800 ms");
+    EXPECT_GT(run.elapsed, 500ms);
+    EXPECT_LT(run.elapsed, 800ms + 700ms);  // the child's own deadline, plus scheduling on a shared machine
+}
+
+// msg-status's LDAP rows against a real slapd: each row says what check_ldap
+// says in process, code and reason alike.
+class StatusLdapRows : public MsgStatus {
+protected:
+    void SetUp() override { slapd_.start(); }
+
+    // The check's result run in this process, the way msg-status ran it before.
+    static msg::outcome in_process(const msg::status_check& check)
+    {
+        const auto& options = std::get<msg::ldap_options>(check.probe);
+        return msg::check_ldap(options, msg::deadline::after(options.time_limit));
+    }
+
+    msg_test::test_slapd slapd_;
+};
+
+TEST_F(StatusLdapRows, RowsCarryTheLdapChecksOwnCodesAndReasons)
+{
+    const msg_test::temp_dir dir;
+    const std::string wrong_password = msg_test::write_credentials(dir, "wrong", "not the password\n");
+    const std::string bind = std::string(" bind-dn=") + msg_test::test_slapd::root_dn + " bind-password-file=";
+    const std::string config
+        = "[slapd]\n"
+          "bound = ldap " + slapd_.ldap_uri() + " suffix=" + msg_test::test_slapd::suffix + bind
+          + slapd_.password_file().string() + " probe-entry=" + msg_test::test_slapd::probe_entry
+          + " write-probe-attr=description deadline-ms=5000\n"
+          "ldapi = ldap " + slapd_.ldapi_uri() + " sasl-external suffix=cn=config deadline-ms=5000\n"
+          "wrongpw = ldap " + slapd_.ldap_uri() + bind + wrong_password + " deadline-ms=5000\n"
+          "nosuffix = ldap " + slapd_.ldap_uri() + " suffix=dc=example,dc=org deadline-ms=5000\n"
+          "nosocket = ldap " + msg_test::ldapi_uri_for(dir.path() / "absent")
+          + " deadline-ms=5000\n";
+    const auto checks = parsed(config);
+    ASSERT_EQ(checks.size(), 5u);
+
+    const auto run = status(config);
+    EXPECT_EQ(run.exit_code, 1) << run.err;
+    EXPECT_EQ(msg_test::lines_of(run.err).size(), 1u) << run.err;
+    EXPECT_FALSE(contains(run.out + run.err, "not the password"));
+    EXPECT_FALSE(contains(run.out + run.err, msg_test::test_password));
+    const std::vector<std::string> expected_states{"ok", "ok", "failed", "failed", "not running"};
+    for (std::size_t i = 0; i < checks.size(); ++i) {
+        const msg::outcome before = in_process(checks[i]);
+        const auto cells = row(run, "slapd", checks[i].name);
+        ASSERT_GE(cells.size(), 4u) << run.out;
+        EXPECT_EQ(cells[2], expected_states[i]) << checks[i].name << ": " << run.out;
+        EXPECT_EQ(cells[2], msg::status_state(before.code())) << checks[i].name;
+        EXPECT_EQ(cells.size() > 4 ? cells[4] : "", before.reason()) << checks[i].name;
+    }
+    EXPECT_TRUE(contains(row(run, "slapd", "wrongpw").at(4), "Invalid credentials (49)"));
+    EXPECT_TRUE(contains(row(run, "slapd", "nosuffix").at(4), "suffix 'dc=example,dc=org' does not exist"));
 }
 
 } // namespace

@@ -1,6 +1,7 @@
 #include "msg/node_status.hpp"
 
 #include "msg/deadline.hpp"
+#include "msg/ldap_probe_process.hpp"
 
 #include <algorithm>
 #include <array>
@@ -21,7 +22,8 @@ milliseconds since(steady_clock::time_point start)
 }
 
 // Runs one check to its end; its deadline comes from its own options.
-status_result run_one(const status_check& check)
+// LDAP runs in `ldap_probe`, a child, so msg-status never loads libldap.
+status_result run_one(const status_check& check, const std::filesystem::path& ldap_probe)
 {
     status_result row{check.service, check.name, check.protocol, outcome::ok(), milliseconds::zero()};
     const steady_clock::time_point started = steady_clock::now();
@@ -38,7 +40,7 @@ status_result run_one(const status_check& check)
                 } else if constexpr (std::is_same_v<options_type, nntp_options>) {
                     row.result = check_nntp(options, deadline::after(options.where.time_limit));
                 } else if constexpr (std::is_same_v<options_type, ldap_options>) {
-                    row.result = check_ldap(options, deadline::after(options.time_limit));
+                    row.result = run_ldap_probe(options, ldap_probe);
                 } else {
                     const mailflow_result flow = check_mailflow(options, deadline::after(options.time_limit));
                     row.result = flow.result;
@@ -91,15 +93,17 @@ const outcome& worst(const std::vector<status_result>& results)
 
 } // namespace
 
-std::vector<status_result> run_status_checks(const std::vector<status_check>& checks)
+std::vector<status_result> run_status_checks(const std::vector<status_check>& checks,
+                                             const std::filesystem::path& helper_dir)
 {
+    const std::filesystem::path ldap_probe = helper_dir / ldap_probe_name;
     // Each check waits on its own servers; one after another, a stalled
     // service would hold every later row back by its whole deadline.
     std::vector<status_result> results(checks.size());
     std::vector<std::thread> workers;
     workers.reserve(checks.size());
     for (std::size_t i = 0; i < checks.size(); ++i)
-        workers.emplace_back([&results, &checks, i] { results[i] = run_one(checks[i]); });
+        workers.emplace_back([&results, &checks, &ldap_probe, i] { results[i] = run_one(checks[i], ldap_probe); });
     for (auto& worker : workers)
         worker.join();
     return results;

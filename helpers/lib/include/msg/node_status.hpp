@@ -4,6 +4,7 @@
 #include "msg/status_config.hpp"
 
 #include <chrono>
+#include <filesystem>
 #include <ostream>
 #include <string>
 #include <string_view>
@@ -23,8 +24,11 @@ struct status_result {
 // Runs every check at once, each on its own thread and bounded by its own
 // deadline (its options' time limit), and returns their results in the
 // order of `checks`. Never throws for a check's sake: a check that throws
-// is a failed result with what() as the reason.
-std::vector<status_result> run_status_checks(const std::vector<status_check>& checks);
+// is a failed result with what() as the reason. LDAP checks run
+// helper_dir/msg-probe-ldap as a child (see run_ldap_probe): msg-status
+// passes its own directory (own_helper_dir), tests the build's.
+std::vector<status_result> run_status_checks(const std::vector<status_check>& checks,
+                                             const std::filesystem::path& helper_dir);
 
 // "ok" (0), "degraded" (190), "not running" (7) or "failed" (anything else).
 std::string_view status_state(ocf_code code);
