@@ -1194,26 +1194,6 @@ nodelist {{
         with thread_in_netns(self.client_netns):
             yield
 
-    @contextlib.contextmanager
-    def scratch_netns(self, addr: str) -> Iterator[None]:
-        """The calling thread in a fresh netns of its own that holds addr, cabled to
-        nothing (a veth pair with both ends inside: this kernel has no dummy
-        interfaces): for tools that insist the address is local, e.g. `postfix
-        check` of a configuration that binds the VIP."""
-        ns = f"{self.tag}-scratch"
-        _ip("netns", "del", ns, check=False)
-        _ip("netns", "add", ns)
-        try:
-            _ip("-n", ns, "link", "set", "lo", "up")
-            _ip("-n", ns, "link", "add", "eth0", "type", "veth", "peer", "name", "eth1")
-            _ip("-n", ns, "addr", "add", f"{addr}/24", "dev", "eth0")
-            _ip("-n", ns, "link", "set", "eth1", "up")
-            _ip("-n", ns, "link", "set", "eth0", "up")
-            with thread_in_netns(ns):
-                yield
-        finally:
-            _ip("netns", "del", ns, check=False)
-
     # ---- the power switch ------------------------------------------------------
 
     def _powerd_pid(self) -> int | None:
@@ -1390,8 +1370,7 @@ nodelist {{
                 signal_pid(p, signal.SIGKILL)
         for n in self.nodes:
             wait_gone(n.init_pids(self.base) + n.unshare_pids(self.base), 10, lambda: None)
-        for ns in [n.netns for n in self.nodes] + [self.client_netns, self.switch_netns,
-                                                    f"{self.tag}-scratch"]:
+        for ns in [n.netns for n in self.nodes] + [self.client_netns, self.switch_netns]:
             if Path(f"/run/netns/{ns}").exists():
                 _ip("netns", "del", ns, check=False)
 

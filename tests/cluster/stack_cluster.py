@@ -132,9 +132,7 @@ class Stack:
         if (self.c.store / "stack.json").exists():
             self.values = load_values(self.c.store)
         else:
-            # Postfix's `check` insists that inet_interfaces (the VIP) is local.
-            with self.c.scratch_netns(self.c.vip):
-                self.values = prepare_store(self.c.store, self.c.vip, mount_point=self.c.store_mount)
+            self.values = prepare_store(self.c.store, self.c.vip, mount_point=self.c.store_mount)
         if self.agents == "stock":
             self._register_postfix_config_dirs()
             self._default_dovecot_conf_is_the_store()
