@@ -402,6 +402,32 @@ TEST(StatusLdapChild, ArgumentsCarryEachSetOptionAndOnlyThePasswordFilesPath)
                                         "--maxsize-warn-percent=80"}));
 }
 
+TEST(StatusLdapChild, ProviderSettingsWithoutAProviderAreLeftOutAsCheckLdapIgnoresThem)
+{
+    msg::ldap_options options;
+    options.uri = "ldapi:///";
+    options.provider_starttls = true;
+    options.max_replication_lag = std::chrono::seconds(60);
+    options.maxsize_bytes = 1 << 20;
+    EXPECT_EQ(msg::ldap_probe_arguments(options), (std::vector<std::string>{"--uri=ldapi:///", "--deadline-ms=10000"}));
+}
+
+// Contradictions say what check_ldap says in process, not CLI11's words
+// from msg-probe-ldap's command line.
+TEST(StatusLdapChild, ContradictoryOptionsGiveCheckLdapsReasons)
+{
+    for (const std::string options :
+         {"maxsize-warn-percent=80", "write-probe-attr=description", "bind-dn=cn=x",
+          "sasl-external bind-dn=cn=x bind-password-file=/etc/msg/ldap.pw"}) {
+        const auto checks = parsed("[slapd]\nldap = ldap://127.0.0.1:1 " + options + " deadline-ms=500\n");
+        const auto& ldap = std::get<msg::ldap_options>(checks[0].probe);
+        const msg::outcome in_process = msg::check_ldap(ldap, msg::deadline::after(ldap.time_limit));
+        const auto results = msg::run_status_checks(checks, std::filesystem::path(MSG_PROBE_PATH).parent_path());
+        EXPECT_EQ(results[0].result.code(), ocf_code::err_args) << options;
+        EXPECT_EQ(results[0].result.reason(), in_process.reason()) << options;
+    }
+}
+
 TEST(StatusLdapChild, MissingProbeBinaryIsNotInstalled)
 {
     const msg_test::temp_dir empty;

@@ -679,14 +679,8 @@ void validate(const ldap_options& options)
     const ldap_target local = parse_uri(options.uri, "--uri");
     if (options.starttls && local.scheme != "ldap")
         throw usage("--starttls needs an ldap:// URI");
-    if (options.sasl_external && !options.bind_dn.empty())
-        throw usage("--sasl-external and --bind-dn exclude each other");
-    if (options.bind_dn.empty() != options.bind_password_file.empty())
-        throw usage("--bind-dn and --bind-password-file go together");
-    if (!options.write_probe_attribute.empty() && options.probe_entry.empty())
-        throw usage("--write-probe-attr needs --probe-entry");
-    if (options.maxsize_warn_percent > 0 && options.db_dir.empty())
-        throw usage("--maxsize-warn-percent needs --db-dir");
+    if (const auto conflict = ldap_options_conflict(options))
+        throw usage(*conflict);
     if (!options.provider_uri.empty()) {
         const ldap_target provider = parse_uri(options.provider_uri, "--provider-uri");
         if (options.provider_starttls && provider.scheme != "ldap")

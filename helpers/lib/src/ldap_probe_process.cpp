@@ -59,18 +59,26 @@ std::vector<std::string> ldap_probe_arguments(const ldap_options& options)
     flag("sasl-external", options.sasl_external);
     text("probe-entry", options.probe_entry);
     text("write-probe-attr", options.write_probe_attribute);
-    text("provider-uri", options.provider_uri);
-    flag("provider-starttls", options.provider_starttls);
-    number("max-replication-lag-s", options.max_replication_lag.count());
-    number("warn-replication-lag-s", options.warn_replication_lag.count());
+    // check_ldap ignores the provider's settings without a provider, and
+    // maxsize-bytes without db-dir; msg-probe-ldap's command line refuses them.
+    if (!options.provider_uri.empty()) {
+        text("provider-uri", options.provider_uri);
+        flag("provider-starttls", options.provider_starttls);
+        number("max-replication-lag-s", options.max_replication_lag.count());
+        number("warn-replication-lag-s", options.warn_replication_lag.count());
+    }
     text("db-dir", options.db_dir.string());
     number("maxsize-warn-percent", options.maxsize_warn_percent);
-    number("maxsize-bytes", options.maxsize_bytes);
+    if (!options.db_dir.empty())
+        number("maxsize-bytes", options.maxsize_bytes);
     return args;
 }
 
 outcome run_ldap_probe(const ldap_options& options, const std::filesystem::path& probe)
 {
+    // check_ldap's own words; msg-probe-ldap's command line would say it as CLI11 does.
+    if (const auto conflict = ldap_options_conflict(options))
+        return {ocf_code::err_args, *conflict};
     child_command command;
     command.program = probe.string();
     command.args = ldap_probe_arguments(options);

@@ -41,6 +41,12 @@ struct ldap_options {
     std::uint64_t maxsize_bytes = 0;    // olcDbMaxSize; 0: the map size the environment records (see mdb_usage.hpp)
 };
 
+// The first pair of `options` that contradict each other, as check_ldap
+// reports it (OCF_ERR_ARGS): "--write-probe-attr needs --probe-entry", ...;
+// nullopt when none do. Needs no libldap (msg-status checks its ldap rows
+// with it before running msg-probe-ldap); the URIs are not checked here.
+std::optional<std::string> ldap_options_conflict(const ldap_options& options);
+
 // Runs the LDAP check, ending by `until` whatever libldap does: connect
 // (through line_channel, so refusal and absence are told apart), ldaps://
 // handshake or StartTLS, bind, base search of the suffix or rootDSE, probe

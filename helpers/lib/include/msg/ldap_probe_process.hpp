@@ -28,7 +28,8 @@ inline std::vector<std::pair<std::string, std::string>> ldap_probe_environment()
 
 // msg-probe-ldap's arguments for `options`, every option given as
 // --name=value (a value may start with '-'); only options that differ from
-// the defaults. The password stays in its file: only the file's path is
+// the defaults and that check_ldap would use (no provider settings without
+// a provider). The password stays in its file: only the file's path is
 // passed.
 std::vector<std::string> ldap_probe_arguments(const ldap_options& options);
 
@@ -37,8 +38,9 @@ std::vector<std::string> ldap_probe_arguments(const ldap_options& options);
 // check's own time limit plus a short grace for the child to report its
 // own deadline. The result is the child's: its exit code as the OCF code
 // and its reason line, exactly what check_ldap would have returned in
-// process. A child that cannot start, is killed or overruns fails with
-// why (5 when the binary is missing).
+// process (contradictory options are refused with check_ldap's reason
+// before any child runs). A child that cannot start, is killed or
+// overruns fails with why (5 when the binary is missing).
 outcome run_ldap_probe(const ldap_options& options, const std::filesystem::path& probe);
 
 } // namespace msg
