@@ -210,6 +210,14 @@ def signal_pid(pid: int, sig: int) -> None:
         pass
 
 
+def _remove_if_empty(d: Path) -> None:
+    """A base dir a caller made for a cluster that never started (nothing of ours in it)."""
+    try:
+        d.rmdir()
+    except OSError:
+        pass  # missing, or not empty: not ours to remove
+
+
 def reap_if_child(pid: int) -> None:
     """Collect pid's exit status if it is our child (another reaper may have)."""
     try:
@@ -248,6 +256,34 @@ class Node:
                     and env.get("MSG_CLUSTER_BASE") == str(base)
                     and env.get("MSG_CLUSTER_NODE") == self.name)
         raise ValueError(what)
+
+
+def corosync_conf(c: "Cluster", *, logfile: str, totem: str = "", system: str = "") -> str:
+    """corosync.conf for cluster c: one file for every node (each finds itself by address)."""
+    nodelist = "".join(f"    node {{\n        name: {n.name}\n        nodeid: {n.nodeid}\n"
+                       f"        ring0_addr: {n.addr}\n    }}\n" for n in c.nodes)
+    return f"""# written by {SELF.name}; regenerated on every start
+totem {{
+    version: 2
+    cluster_name: {c.cluster_name}
+    transport: knet
+    crypto_cipher: none
+    crypto_hash: none
+    token: {c.token_ms}
+{totem}}}
+logging {{
+    to_stderr: no
+    to_syslog: no
+    to_logfile: yes
+    logfile: {logfile}
+    timestamp: on
+}}
+{system}quorum {{
+    provider: corosync_votequorum
+}}
+nodelist {{
+{nodelist}}}
+"""
 
 
 class Cluster:
@@ -302,35 +338,9 @@ class Cluster:
             "magic": MAGIC, "cluster_name": self.cluster_name, "token_ms": self.token_ms,
             "nodes": [dataclasses.asdict(n) | {"dir": str(n.dir)} for n in self.nodes],
         }, indent=2) + "\n")
-        nodelist = "".join(
-            f"    node {{\n        name: {n.name}\n        nodeid: {n.nodeid}\n"
-            f"        ring0_addr: {n.addr}\n    }}\n" for n in self.nodes)
         n1 = self.nodes[0]
-        self.conf.write_text(f"""# written by {SELF.name}; regenerated on every start
-totem {{
-    version: 2
-    cluster_name: {self.cluster_name}
-    transport: knet
-    crypto_cipher: none
-    crypto_hash: none
-    token: {self.token_ms}
-}}
-logging {{
-    to_stderr: no
-    to_syslog: no
-    to_logfile: yes
-    logfile: {n1.dir}/corosync.log
-    timestamp: on
-}}
-system {{
-    state_dir: {n1.dir}
-}}
-quorum {{
-    provider: corosync_votequorum
-}}
-nodelist {{
-{nodelist}}}
-""")
+        self.conf.write_text(corosync_conf(self, logfile=f"{n1.dir}/corosync.log",
+                                           system=f"system {{\n    state_dir: {n1.dir}\n}}\n"))
 
     @staticmethod
     def _check_traversable(path: Path) -> None:
@@ -685,6 +695,7 @@ nodelist {{
         self.stop()
         if self.is_ours():
             shutil.rmtree(self.base)
+        _remove_if_empty(self.base)
 
     def status(self) -> str:
         lines = [f"base {self.base}"]
@@ -781,6 +792,17 @@ def shutdown_node(node: Node, base: Path, pacemaker_timeout: float,
             wait_gone([cs], 5, reap)
 
 
+def stop_signal_pending(sigs: set[signal.Signals], wait: float) -> bool:
+    """Wait up to `wait` s for one of the blocked sigs; True if one other than
+    SIGCHLD (a request to stop) came.  SIGCHLDs only wake us up to reap."""
+    info = signal.sigtimedwait(sigs, wait)
+    while info is not None:
+        if info.si_signo != signal.SIGCHLD:
+            return True
+        info = signal.sigtimedwait(sigs, 0)
+    return False
+
+
 def node_init(base: Path, node_name: str, pacemaker_stop_timeout: float) -> int:
     cluster = Cluster(base)
     node = cluster.node(node_name)
@@ -796,12 +818,7 @@ def node_init(base: Path, node_name: str, pacemaker_stop_timeout: float) -> int:
     stopping = False
 
     def pending_stop(wait: float) -> bool:
-        info = signal.sigtimedwait(sigs, wait)
-        while info is not None:
-            if info.si_signo != signal.SIGCHLD:
-                return True
-            info = signal.sigtimedwait(sigs, 0)
-        return False
+        return stop_signal_pending(sigs, wait)
 
     def log_exits(exits: list[tuple[int, int]], watched: dict[int, str]) -> None:
         for pid, status in exits:
@@ -1055,38 +1072,11 @@ class NamespaceCluster(Cluster):
         self.power_dir.mkdir(exist_ok=True)
         (self.base / "cluster.json").write_text(json.dumps(self._config(), indent=2) + "\n")
         (self.base / "etc-corosync").mkdir(exist_ok=True)
-        nodelist = "".join(
-            f"    node {{\n        name: {n.name}\n        nodeid: {n.nodeid}\n"
-            f"        ring0_addr: {n.addr}\n    }}\n" for n in self.nodes)
         # knet pings every 200 ms: links come up in ~0.5 s instead of ~4 s (recipe §3).
-        (self.base / "etc-corosync" / "corosync.conf").write_text(f"""# written by {SELF.name}
-totem {{
-    version: 2
-    cluster_name: {self.cluster_name}
-    transport: knet
-    crypto_cipher: none
-    crypto_hash: none
-    token: {self.token_ms}
-    interface {{
-        linknumber: 0
-        knet_ping_interval: 200
-        knet_ping_timeout: 1000
-        knet_pong_count: 1
-    }}
-}}
-logging {{
-    to_stderr: no
-    to_syslog: no
-    to_logfile: yes
-    logfile: /var/log/corosync/corosync.log
-    timestamp: on
-}}
-quorum {{
-    provider: corosync_votequorum
-}}
-nodelist {{
-{nodelist}}}
-""")
+        (self.base / "etc-corosync" / "corosync.conf").write_text(corosync_conf(
+            self, logfile="/var/log/corosync/corosync.log",
+            totem="    interface {\n        linknumber: 0\n        knet_ping_interval: 200\n"
+                  "        knet_ping_timeout: 1000\n        knet_pong_count: 1\n    }\n"))
         (self.base / "hosts").write_text("127.0.0.1 localhost\n" + "".join(
             f"{n.addr} {n.name}.example.com {n.name}\n" for n in self.nodes)
             + f"{self.client_addr} client.example.com client\n")
@@ -1378,6 +1368,7 @@ nodelist {{
         self.stop()
         if self.is_ours():
             shutil.rmtree(self.base)
+        _remove_if_empty(self.base)
 
     def status(self) -> str:
         lines = [f"base {self.base}", f"power switch: pid {self._powerd_pid()}"]
@@ -1848,12 +1839,7 @@ def ns_node_init(base: Path, node_name: str) -> int:
     stop = False
 
     def pending_stop(wait: float) -> bool:
-        info = signal.sigtimedwait(sigs, wait)
-        while info is not None:
-            if info.si_signo != signal.SIGCHLD:
-                return True
-            info = signal.sigtimedwait(sigs, 0)
-        return False
+        return stop_signal_pending(sigs, wait)
 
     def members() -> int:
         r = subprocess.run(["corosync-cmapctl", "-b", "runtime.members"], capture_output=True,
