@@ -187,11 +187,15 @@ std::string resolve_executable(const std::string& program, std::string& error);
 // The explicit minimal environment every child gets.
 bp::environment child_environment(const child_command& command)
 {
+    // set(), never operator[]: in Boost 1.74 that goes through find(),
+    // which compares the name with each entry regardless of the entry's
+    // length and reads past the end of a shorter one (AddressSanitizer:
+    // heap-buffer-overflow once msg-status passed its first extra variable).
     bp::environment env;
-    env["PATH"] = child_path;
-    env["LANG"] = "C";
+    env.set("PATH", child_path);
+    env.set("LANG", "C");
     for (const auto& [name, value] : command.extra_env) {
-        env[name] = value;
+        env.set(name, value);
     }
     return env;
 }
