@@ -289,6 +289,8 @@ nodelist {{
 class Cluster:
     """A cluster rooted in base_dir.  All methods are safe to call twice."""
 
+    magic = MAGIC  # in base/cluster.json: the dir is this kind of harness's
+
     def __init__(self, base_dir: str | os.PathLike = DEFAULT_BASE, *, nodes: int = 1,
                  token_ms: int = 1000, stonith_enabled: bool = False,
                  no_quorum_policy: str = "stop", cluster_name: str = "msgtest",
@@ -321,18 +323,21 @@ class Cluster:
 
     def is_ours(self) -> bool:
         try:
-            return json.loads((self.base / "cluster.json").read_text()).get("magic") == MAGIC
+            return json.loads((self.base / "cluster.json").read_text()).get("magic") == self.magic
         except (OSError, ValueError):
             return False
 
-    def _write_config(self) -> None:
+    def _make_dirs(self) -> None:
+        """The base and node dirs.  Pacemaker's daemons run as hacluster and
+        write below the node dirs: reachable for group haclient."""
         hagid = grp.getgrnam(HA_GROUP).gr_gid
-        # Pacemaker's daemons run as hacluster and write their log below the
-        # node dir: it must be reachable for group haclient.
         for d in [self.base] + [n.dir for n in self.nodes]:
             d.mkdir(parents=True, exist_ok=True)
             os.chown(d, 0, hagid)
             d.chmod(0o750)
+
+    def _write_config(self) -> None:
+        self._make_dirs()
         self._check_traversable(self.base)
         (self.base / "cluster.json").write_text(json.dumps({
             "magic": MAGIC, "cluster_name": self.cluster_name, "token_ms": self.token_ms,
@@ -981,6 +986,8 @@ class NamespaceCluster(Cluster):
     (empty) in every node for ocf:heartbeat:Filesystem to bind-mount the
     shared store (base/store) on."""
 
+    magic = NS_MAGIC
+
     def __init__(self, base_dir: str | os.PathLike = NS_DEFAULT_BASE, *, nodes: int = 3,
                  net: str = "10.213.7", token_ms: int = 1000, cluster_name: str = "msgtest",
                  binds: Sequence[tuple[str, str]] = (), private_dirs: Sequence[str] = (),
@@ -1047,12 +1054,6 @@ class NamespaceCluster(Cluster):
                    slot_wait=cfg["slot_wait"], pacemaker_stop_timeout=cfg["pacemaker_stop_timeout"],
                    gate_timeout=cfg["gate_timeout"], fence_reboot_delay=cfg["fence_reboot_delay"])
 
-    def is_ours(self) -> bool:
-        try:
-            return json.loads((self.base / "cluster.json").read_text()).get("magic") == NS_MAGIC
-        except (OSError, ValueError):
-            return False
-
     @property
     def store(self) -> Path:
         """The shared store on the host; nodes mount it at store_mount."""
@@ -1063,11 +1064,7 @@ class NamespaceCluster(Cluster):
         return self.base / "power"
 
     def _write_config(self) -> None:
-        hagid = grp.getgrnam(HA_GROUP).gr_gid
-        for d in [self.base] + [n.dir for n in self.nodes]:
-            d.mkdir(parents=True, exist_ok=True)
-            os.chown(d, 0, hagid)
-            d.chmod(0o750)
+        self._make_dirs()
         self.store.mkdir(exist_ok=True)
         self.power_dir.mkdir(exist_ok=True)
         (self.base / "cluster.json").write_text(json.dumps(self._config(), indent=2) + "\n")
@@ -1363,12 +1360,6 @@ class NamespaceCluster(Cluster):
         for ns in [n.netns for n in self.nodes] + [self.client_netns, self.switch_netns]:
             if Path(f"/run/netns/{ns}").exists():
                 _ip("netns", "del", ns, check=False)
-
-    def destroy(self) -> None:
-        self.stop()
-        if self.is_ours():
-            shutil.rmtree(self.base)
-        _remove_if_empty(self.base)
 
     def status(self) -> str:
         lines = [f"base {self.base}", f"power switch: pid {self._powerd_pid()}"]
