@@ -47,6 +47,9 @@ def build_dir() -> Path:
     return Path(os.environ.get("MSG_BUILD_DIR", REPO / "build")).resolve()
 
 
+FENCED_NODE_REBOOT_S = 10.0
+
+
 def stack_cluster(base: str | os.PathLike, **kwargs) -> NamespaceCluster:
     """The three-node harness with the build tree's agents visible in every node."""
     agents = build_dir() / "ocf" / "resource.d" / "messaging"
@@ -58,6 +61,13 @@ def stack_cluster(base: str | os.PathLike, **kwargs) -> NamespaceCluster:
     # one: they ignore config_file), and the store's node-local runtime root at boot,
     # as tmpfiles.d would make it (our agents make it; the stock ones do not).
     from stack_store import DEFAULT_RUN_ROOT
+    # A fenced server takes far longer than the harness's 1 s to boot again
+    # (POST alone is tens of seconds). Back within a second, it rejoins while
+    # the survivor is still starting the stack: the DC aborts the transition,
+    # probes every resource on it, and its booting daemons take the CPU the
+    # starts need. That measured 11.2 s to "back" where 7.9 s is the stack's
+    # own time. 10 s keeps the rejoin after the failover and the runs short.
+    kwargs.setdefault("fence_reboot_delay", FENCED_NODE_REBOOT_S)
     return NamespaceCluster(base, binds=binds, private_dirs=["/etc/postfix", "/etc/dovecot"],
                             run_dirs=[str(DEFAULT_RUN_ROOT)],
                             # ocf:heartbeat:dovecot looks for master.pid in /run/dovecot only
