@@ -118,7 +118,7 @@ std::string describe_endpoint(const std::string& host, std::uint16_t port)
 struct line_channel::impl {
     explicit impl(const deadline& end)
         : until(end)
-        , limit(std::chrono::round<std::chrono::milliseconds>(end.remaining()))
+        , limit(end.budget_ms())
         , socket(io)
     {
     }
