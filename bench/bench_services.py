@@ -11,7 +11,6 @@ tmpfs and removes its dir, whatever happened.
 from __future__ import annotations
 
 import contextlib
-import errno
 import imaplib
 import os
 import signal
@@ -24,6 +23,7 @@ from pathlib import Path
 from typing import Callable
 
 import procs
+from scratch_fs import fill, tmpfs
 from bench_common import STOCK_DIR, ours
 from dovecot_instance import DOMAIN, DovecotInstance
 from inn_instance import PROBE_GROUP, InnInstance
@@ -42,36 +42,6 @@ FAULTS = {
     "config": "configuration broken on disk",
     "disk_full": "store file system full",
 }
-
-
-@contextlib.contextmanager
-def tmpfs(path: Path, size_mib: int):
-    """A tmpfs of size_mib on path, always unmounted again."""
-    path.mkdir(parents=True, exist_ok=True)
-    r = procs.run(["mount", "-t", "tmpfs", "-o", f"size={size_mib}m,mode=0755", "tmpfs", str(path)])
-    if r.returncode != 0:
-        raise RuntimeError(f"cannot mount a tmpfs on {path}: {r.stderr.strip()}")
-    try:
-        yield path
-    finally:
-        for _ in range(50):
-            if procs.run(["umount", str(path)]).returncode == 0:
-                break
-            time.sleep(0.1)
-        else:
-            procs.run(["umount", "-l", str(path)])
-
-
-def fill(directory: Path) -> None:
-    """Write into directory until its file system has no block left."""
-    with open(directory / "bench-filler", "wb", buffering=0) as f:
-        for size in (1 << 16, 4096, 512):
-            try:
-                while True:
-                    f.write(b"\0" * size)
-            except OSError as e:
-                if e.errno != errno.ENOSPC:
-                    raise
 
 
 def stop_process(pid: int) -> None:

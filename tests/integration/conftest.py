@@ -9,13 +9,13 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import time
 from pathlib import Path
 from typing import Callable, Iterator
 
 import pytest
 
 import procs
+import scratch_fs
 from ocf import agent_path, build_dir, helper_dir
 from postfix_instance import POSTFIX, PostfixInstance, free_port, make_base_dir, rmtree
 
@@ -66,19 +66,12 @@ def postfix_agent(build_tree: Path) -> Path:
 @contextlib.contextmanager
 def tmpfs_mount(path: Path, size_mib: int) -> Iterator[Path]:
     """Mount a tmpfs of size_mib on path (created if needed) and always unmount it."""
-    path.mkdir(parents=True, exist_ok=True)
-    r = procs.run(["mount", "-t", "tmpfs", "-o", f"size={size_mib}m,mode=0755", "tmpfs", str(path)])
-    if r.returncode != 0:
-        pytest.fail(f"cannot mount tmpfs on {path}: {r.stderr.strip()}", pytrace=False)
-    try:
+    with contextlib.ExitStack() as stack:
+        try:
+            stack.enter_context(scratch_fs.tmpfs(path, size_mib))
+        except RuntimeError as e:
+            pytest.fail(str(e), pytrace=False)
         yield path
-    finally:
-        for _ in range(50):
-            if procs.run(["umount", str(path)]).returncode == 0:
-                break
-            time.sleep(0.1)
-        else:
-            procs.run(["umount", "-l", str(path)])
 
 
 @pytest.fixture(scope="session")

@@ -15,12 +15,12 @@ import re
 import signal
 import socket
 import threading
-import time
 from pathlib import Path
 
 import pytest
 
 import procs
+from scratch_fs import fill
 from agent_checks import (expect_lifecycle, expect_meta_data, expect_ocf_tester_passes,
                           expect_stopped_cleanly)
 from dovecot_instance import PROBE_USER, DovecotInstance
@@ -425,29 +425,13 @@ def test_stale_dotlock_blocking_select_fails_level_20_in_time_and_start_clears_i
     stopped_cleanly(rsc)
 
 
-def _fill(fs_dir: Path, leave_bytes: int = 0) -> Path:
-    """Fill the filesystem holding fs_dir until about leave_bytes are left; return the filler file."""
-    filler = fs_dir / "filler"
-    chunk = b"\0" * 65536
-    with open(filler, "wb", buffering=0) as f:
-        try:
-            while True:
-                st = os.statvfs(fs_dir)
-                if st.f_bavail * st.f_frsize <= leave_bytes + len(chunk):
-                    break
-                f.write(chunk)
-        except OSError as e:
-            assert e.errno == errno.ENOSPC, e
-    return filler
-
-
 def test_free_space_below_minimum_is_degraded_and_none_left_fails(dovecot_agent: Path, make_dovecot) -> None:
     inst = make_dovecot(mail_tmpfs_mib=8)
     rsc = Dovecot(dovecot_agent, inst, mail_root_mountpoint="true")
     started(rsc)
     expect(rsc.monitor(20), OCF.SUCCESS)
 
-    filler = _fill(inst.mail_root, leave_bytes=256 * 1024)  # about 3 % of 8 MiB left
+    filler = fill(inst.mail_root, leave_bytes=256 * 1024)  # about 3 % of 8 MiB left
     r = rsc.monitor(20, min_free_percent=10)
     expect(r, OCF.DEGRADED)
     expect_reason(r, r"free space")

@@ -8,7 +8,6 @@ unmounts, unregisters and deletes, even when an assertion fails.
 
 from __future__ import annotations
 
-import errno
 import os
 import signal
 import socket
@@ -17,6 +16,7 @@ from pathlib import Path
 import pytest
 
 import procs
+from scratch_fs import fill
 from agent_checks import (expect_lifecycle, expect_meta_data, expect_ocf_tester_passes,
                           expect_stopped_cleanly)
 from ocf import OCF, AgentResource, Result, expect, expect_reason, snapshot, wait_for
@@ -293,33 +293,15 @@ def test_deferred_queue_over_queue_warn_is_degraded_at_level_20(postfix_agent: P
     stopped_cleanly(rsc)
 
 
-def _fill(fs_dir: Path) -> Path:
-    """Fill the filesystem holding fs_dir until ENOSPC; return the filler file."""
-    filler = fs_dir / "filler"
-    chunk = b"\0" * 65536
-    with open(filler, "wb", buffering=0) as f:
-        try:
-            while True:
-                f.write(chunk)
-        except OSError as e:
-            assert e.errno == errno.ENOSPC, e
-        try:  # the last partial blocks
-            while True:
-                f.write(b"\0" * 512)
-        except OSError:
-            pass
-    st = os.statvfs(fs_dir)
-    assert st.f_bavail == 0, f"{fs_dir} not full: {st.f_bavail} blocks free"
-    return filler
-
-
 def test_full_queue_filesystem_fails_level_20(postfix_agent: Path, make_postfix) -> None:
     inst = make_postfix(queue_tmpfs_mib=8)
     rsc = Resource(postfix_agent, inst)
     started(rsc)
     expect(rsc.monitor(20), OCF.SUCCESS)
 
-    filler = _fill(inst.queue_dir)
+    filler = fill(inst.queue_dir)
+    st = os.statvfs(inst.queue_dir)
+    assert st.f_bavail == 0, f"{inst.queue_dir} not full: {st.f_bavail} blocks free"
     r = rsc.monitor(20)
     expect(r, OCF.ERR_GENERIC)
     expect_reason(r, r"452|insufficient system storage")
