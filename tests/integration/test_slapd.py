@@ -581,6 +581,38 @@ def test_bad_config_is_err_configured_with_slaptests_reason(slapd_agent: Path, m
     assert not inst.processes(), "start of a broken configuration left a slapd"
 
 
+@pytest.mark.parametrize("config_format", ["ldif", "conf"])
+def test_config_broken_on_disk_under_running_slapd_is_degraded_at_level_20(slapd_agent: Path,
+                                                                            make_slapd: MakeSlapd,
+                                                                            config_format: str) -> None:
+    """The running slapd keeps the configuration it loaded, so it still serves;
+    the next start (a failover) would fail. Depth 20 runs "slaptest -u" and
+    reports that as degraded (190) with slaptest's message; 0 and 10 stay 0."""
+    inst = make_slapd(config_format)
+    rsc = Slapd(slapd_agent, inst)
+    pid = started(rsc)
+    expect(rsc.monitor(20), OCF.SUCCESS)
+    word = break_config(inst)
+    for level in (0, 10):
+        expect(rsc.monitor(level), OCF.SUCCESS)
+    r = rsc.monitor(20)
+    expect(r, OCF.DEGRADED)
+    expect_reason(r, r"configuration on disk is broken \(the running slapd still uses the one it loaded\): .*" + word)
+    assert inst.slapd_pid() == pid and inst.answers(), "the check disturbed the running slapd"
+    stopped_cleanly(rsc)
+
+
+def test_hand_edited_ldif_with_only_a_checksum_warning_is_not_broken(rsc: Slapd) -> None:
+    """slaptest warns about the CRC of a hand-edited slapd.d LDIF yet exits 0
+    (slapd starts with it): that alone is no broken configuration."""
+    started(rsc)
+    ldif = rsc.inst.config_dir / "cn=config.ldif"
+    with ldif.open("a") as f:
+        f.write("olcNoSuchAttribute: hand-edited\n")
+    expect(rsc.monitor(20), OCF.SUCCESS)
+    stopped_cleanly(rsc)
+
+
 BAD = (OCF.ERR_CONFIGURED,)
 
 
