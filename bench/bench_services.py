@@ -309,10 +309,12 @@ class SlapdService(Service):
             return "database set read-only at run time (olcReadOnly: TRUE over ldapi)"
 
         def config(inst, stack):
+            # An unknown attribute is no fault: slapd 2.5 inserts it and
+            # starts. A value it cannot parse makes the next start fail.
             ldif = inst.config_dir / "cn=config.ldif"
             with ldif.open("a") as f:
-                f.write("olcNoSuchAttribute: broken\n")
-            return "unknown attribute appended to cn=config.ldif (daemon not restarted)"
+                f.write("olcIdleTimeout: broken\n")
+            return "unparsable olcIdleTimeout appended to cn=config.ldif (daemon not restarted)"
 
         def disk_full(inst, stack):
             inst.set_max_size(256 << 10)
