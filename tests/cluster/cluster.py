@@ -1821,12 +1821,24 @@ def ns_node_init(base: Path, node_name: str) -> int:
             if os.path.exists(f):
                 _sh("mount", "--bind", "/dev/null", f)
         m.bind(FENCE_AGENT_SRC, f"/usr/sbin/{FENCE_AGENT}")
+        # Every node mounts its own /tmp over the host's: a bind below /tmp (a
+        # build tree in a clone under /tmp) is held outside /tmp first, then
+        # bound again on top of the node's /tmp.
+        below_tmp = [(src, dst) for src, dst in c.binds if Path("/tmp") in Path(dst).parents]
         for src, dst in c.binds:
-            m.bind(src, dst)
+            if (src, dst) not in below_tmp:
+                m.bind(src, dst)
+        held = [node.dir / "held" / str(i) for i in range(len(below_tmp))]
+        for (src, _), stage in zip(below_tmp, held):
+            stage.mkdir(parents=True, exist_ok=True)
+            _sh("mount", "--bind", src, str(stage))
         for d in c.private_dirs:
             m.bind(node.dir / "priv" / d.lstrip("/"), d)
         m.ensure(c.store_mount, Path("/"))
         m.bind(node.dir / "tmp", "/tmp")  # last: the node dir is reached through the host paths
+        for (_, dst), stage in zip(below_tmp, held):
+            os.makedirs(dst, exist_ok=True)
+            _sh("mount", "--bind", str(stage), dst)
         os.chdir("/")
     except (ClusterError, OSError) as e:
         say(f"setup failed: {e}")

@@ -55,12 +55,11 @@ def stack_cluster(base: str | os.PathLike, **kwargs) -> NamespaceCluster:
     agents = build_dir() / "ocf" / "resource.d" / "messaging"
     if not (agents / "postfix").is_file():
         raise ClusterError(f"no built agents in {agents}: build first (or set MSG_BUILD_DIR)")
-    if Path("/tmp") in agents.parents:
-        # The agents name their helpers and shell library by build-tree
-        # paths, and every node mounts its own private /tmp over /tmp.
-        raise ClusterError(f"the build tree {build_dir()} is below /tmp, which each node replaces with "
-                           "its own: build outside /tmp (e.g. a clone under /var/tmp or /srv)")
     binds = [(str(agents), "/usr/lib/ocf/resource.d/messaging")] + list(kwargs.pop("binds", []))
+    if Path("/tmp") in agents.parents:
+        # The agents name their helpers and shell library by build-tree paths,
+        # which a node's private /tmp would hide.
+        binds.append((str(build_dir()), str(build_dir())))
     # Each node its own /etc/postfix and /etc/dovecot (the stock agents want the
     # store's config dirs in main.cf, and the store's dovecot.conf as the default
     # one: they ignore config_file), and the store's node-local runtime root at boot,
