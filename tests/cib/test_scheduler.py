@@ -27,6 +27,8 @@ NODES = ("node1", "node2", "node3")
 CORE = ("store", "vip")
 CHAIN = ("slapd", "dovecot", "postfix-internal", "postfix-gateway", "innd", "mailflow")
 NOT_DRAGGING = ("innd", "mailflow")
+# Start order of everything but the news server: its reverse is the stop order.
+MAIL_STOP_CHAIN = ("slapd", "dovecot", "postfix-internal", "postfix-gateway", "mailflow")
 VALUES = {"fence_agent": TEST_FENCE, "nodes": " ".join(NODES), "vip.ip": "10.251.0.100"}
 
 
@@ -59,12 +61,20 @@ class Simulation:
 
     def start_inputs(self, rid: str) -> set[str]:
         """Resources whose start the transition graph makes rid's start wait for."""
+        return self._inputs(rid, "start")
+
+    def stop_inputs(self, rid: str) -> set[str]:
+        """Resources whose stop the transition graph makes rid's stop wait for."""
+        return self._inputs(rid, "stop")
+
+    def _inputs(self, rid: str, operation: str) -> set[str]:
+        key = f"_{operation}_0"
         for synapse in self.graph.iter("synapse"):
             op = synapse.find("action_set/rsc_op")
-            if op is not None and op.get("operation") == "start" and op.get("operation_key") == f"{rid}_start_0":
-                return {t.get("operation_key").rsplit("_start_0", 1)[0]
-                        for t in synapse.iterfind("inputs/trigger/rsc_op") if t.get("operation") == "start"}
-        raise AssertionError(f"no start of {rid} in the transition graph")
+            if op is not None and op.get("operation") == operation and op.get("operation_key") == rid + key:
+                return {t.get("operation_key").rsplit(key, 1)[0]
+                        for t in synapse.iterfind("inputs/trigger/rsc_op") if t.get("operation") == operation}
+        raise AssertionError(f"no {operation} of {rid} in the transition graph")
 
 
 def started_stack(agents: str) -> tuple[ET.ElementTree, Simulation, str]:
@@ -152,6 +162,16 @@ def test_a_service_banned_from_its_node_moves_the_whole_stack(stack):
         # Moved in order: each start still waits for the one before it.
         for before, after in zip(services(agents), services(agents)[1:]):
             assert before in sim.start_inputs(after), (rid, before, after)
+        # Stopped in the reverse order, except the news server, whose slow
+        # stop runs beside the mail services' stops: the attendant still
+        # stops before the transport, and the IP only after everything.
+        for before, after in zip(MAIL_STOP_CHAIN, MAIL_STOP_CHAIN[1:]):
+            if before in services(agents) and after in services(agents):
+                assert after in sim.stop_inputs(before), (rid, before, after)
+        if agents == "messaging":
+            assert sim.stop_inputs("innd") == set(), (rid, sim.stop_inputs("innd"))
+            assert "innd" not in sim.stop_inputs("postfix-gateway"), rid
+            assert "innd" in sim.stop_inputs("vip"), rid
 
 
 @pytest.mark.parametrize("rid", NOT_DRAGGING)
