@@ -265,6 +265,22 @@ TEST(BackgroundChild, StopsOnTermWithItsProcessGroup)
     EXPECT_TRUE(dead_or_zombie(pid));
 }
 
+TEST(BackgroundChild, ChildSpawnedAfterTheTermIsStoppedToo)
+{
+    // Dovecot's master in miniature: the first TERM kills its worker, it
+    // spawns a new one before it notices its own TERM, and its shutdown then
+    // waits for that newcomer. One TERM to the group would leave the
+    // newcomer running until the KILL.
+    msg::background_child service(shell("stopping=; trap stopping=1 TERM; "
+                                        "while :; do sleep 300 & wait $!; "
+                                        "[ -n \"$stopping\" ] && { sleep 300 & wait $!; exit 0; }; done"));
+    ASSERT_TRUE(service.started()) << service.launch_error();
+    std::this_thread::sleep_for(200ms);
+    const pid_t pid = service.pid();
+    EXPECT_TRUE(service.stop(3s)) << "ended by KILL, not TERM";
+    EXPECT_TRUE(dead_or_zombie(pid));
+}
+
 TEST(BackgroundChild, IgnoredTermEndsInKill)
 {
     msg::background_child service(shell("trap '' TERM; while :; do sleep 0.05; done"));

@@ -88,8 +88,8 @@ public:
     // True until the child has exited (it is reaped then).
     bool running();
 
-    // TERM (and CONT) to its process group, up to `grace` for it to exit,
-    // then KILL and up to about 0.5 s to reap it. True when it ended on TERM
+    // TERM (and CONT) to its process group, repeated every 100 ms for up to
+    // `grace` until it exits, then KILL and up to about 0.5 s to reap it. True when it ended on TERM
     // (or had already ended).
     bool stop(std::chrono::milliseconds grace);
 
