@@ -113,10 +113,12 @@ class Failover:
     imap: float             # IMAP login on the VIP
     delivered: float        # the mail submitted before the kill found by IMAP
     back: float             # all three of smtp, imap, delivered
+    detected: float | None = None  # migration: the failed monitor's result (Pacemaker's log)
 
     def line(self) -> str:
+        noticed = "" if self.detected is None else f"failure noticed {self.detected:.1f}s, "
         return (f"{self.kind} ({self.agents} agents) {self.from_node} -> {self.to_node}: stack back "
-                f"{self.back:.1f}s after the kill (resources started {self.stack_running:.1f}s, SMTP "
+                f"{self.back:.1f}s after the kill ({noticed}resources started {self.stack_running:.1f}s, SMTP "
                 f"{self.smtp:.1f}s, IMAP {self.imap:.1f}s, mail from before the kill delivered "
                 f"{self.delivered:.1f}s)")
 
@@ -477,18 +479,62 @@ def measure_node_kill(stack: Stack, timeout: float = 120.0) -> Failover:
     return f
 
 
+def monitor_results(c: NamespaceCluster, node: str, rsc: str, interval_ms: int) -> list[tuple[float, str]]:
+    """(epoch time, result) of every logged result of rsc's recurring monitor
+    with interval_ms on node, from that node's pacemaker.log.  The executor
+    reports a recurring monitor's first result and every change, not each run."""
+    path = c.node(node).dir / "log-pacemaker" / "pacemaker.log"
+    key = f"key={rsc}_monitor_{interval_ms} "
+    year = time.localtime().tm_year
+    out = []
+    with open(path, errors="replace") as log:
+        for line in log:
+            if "Result of monitor operation for " not in line or key not in line:
+                continue
+            # "Nov 26 17:40:58.309 node2 pacemaker-controld ... Result of monitor operation
+            #  for dovecot on node2: not running (...) | ... key=dovecot_monitor_5000 rc=7"
+            stamp = line[:19]
+            when = time.mktime(time.strptime(f"{year} {stamp[:15]}", "%Y %b %d %H:%M:%S")) + float(stamp[15:19])
+            result = line.split("Result of monitor operation for ", 1)[1].split(": ", 1)[1]
+            out.append((when, result.split(" |", 1)[0].split(" (", 1)[0].strip()))
+    return out
+
+
+def _interval_ms(text: str) -> int:
+    units = {"ms": 1, "s": 1000, "min": 60000, "m": 60000}
+    for unit in ("ms", "min", "s", "m"):
+        if text.endswith(unit) and text[:-len(unit)].isdigit():
+            return int(text[:-len(unit)]) * units[unit]
+    raise ValueError(f"monitor interval {text!r}")
+
+
 def measure_migration(stack: Stack, rsc: str = "dovecot", timeout: float = 120.0) -> Failover:
     """Fail rsc (kill -9 of its daemon) until its migration-threshold is reached;
     time from the last kill to the stack answering on another node.  Clears
-    the fail counts afterwards."""
+    the fail counts afterwards.
+
+    The last kill lands half-way between two runs of rsc's monitor (the mean
+    wait of a failure at a random moment), not right after a run (the worst
+    case, where a kill as soon as the restart is seen would land): both agent
+    sets get the same wait, so the measurement compares what they do after it."""
     from_node = stack.wait_running()
     threshold = stack.migration_threshold(rsc)
+    interval_ms = _interval_ms(stack.monitor_interval or "30s")
     subject = ""
     t_kill = 0.0
     for i in range(1, threshold + 1):
         before = last_ops(stack.c)[(from_node, rsc)].call_id
         if i == threshold:
+            # The recurring monitor runs right after each start, then every
+            # interval after the end of the run before.
+            ran = [t for t, result in monitor_results(stack.c, from_node, rsc, interval_ms) if result == "ok"]
+            if not ran:
+                raise ClusterError(f"no result of {rsc}'s {interval_ms} ms monitor in {from_node}'s log")
+            midway = ran[-1] + interval_ms / 2000
+            while midway < time.time() + 1.0:
+                midway += interval_ms / 1000
             subject = _mail_before_kill(stack, "migration")
+            time.sleep(max(0.0, midway - time.time()))
             t_kill = time.time()
         stack.kill_service(rsc, from_node)
         if i < threshold:
@@ -498,6 +544,9 @@ def measure_migration(stack: Stack, rsc: str = "dovecot", timeout: float = 120.0
                         and stack.fail_count(rsc, from_node) >= i and stack.running_on() == from_node)
             wait_for(f"{rsc} restarted in place after failure {i}", restarted_in_place, timeout, 0.2)
     f = _watch_until_back(stack, t_kill, subject, from_node, "migration", timeout)
+    failed = [t for t, result in monitor_results(stack.c, from_node, rsc, interval_ms)
+              if t >= t_kill and result != "ok"]
+    f.detected = failed[0] - t_kill if failed else None
     stack.c.run(["crm_resource", "--cleanup", "--resource", rsc], timeout=60)
     return f
 
