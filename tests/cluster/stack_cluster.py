@@ -21,6 +21,7 @@ import dataclasses
 import imaplib
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -479,6 +480,10 @@ def measure_node_kill(stack: Stack, timeout: float = 120.0) -> Failover:
     return f
 
 
+# "Nov 26 17:40:58.309 node2 ...", the day maybe space-padded.
+_LOG_STAMP = re.compile(r"(\w{3})\s+(\d{1,2}) (\d\d:\d\d:\d\d)\.(\d+) ")
+
+
 def monitor_results(c: NamespaceCluster, node: str, rsc: str, interval_ms: int) -> list[tuple[float, str]]:
     """(epoch time, result) of every logged result of rsc's recurring monitor
     with interval_ms on node, from that node's pacemaker.log.  The executor
@@ -493,8 +498,14 @@ def monitor_results(c: NamespaceCluster, node: str, rsc: str, interval_ms: int) 
                 continue
             # "Nov 26 17:40:58.309 node2 pacemaker-controld ... Result of monitor operation
             #  for dovecot on node2: not running (...) | ... key=dovecot_monitor_5000 rc=7"
-            stamp = line[:19]
-            when = time.mktime(time.strptime(f"{year} {stamp[:15]}", "%Y %b %d %H:%M:%S")) + float(stamp[15:19])
+            stamp = _LOG_STAMP.match(line)
+            if stamp is None:
+                continue
+            when = time.mktime(time.strptime(f"{year} {stamp[1]} {stamp[2]} {stamp[3]}", "%Y %b %d %H:%M:%S"))
+            if when > time.time() + 86400:  # logged in December, read in January
+                when = time.mktime(time.strptime(f"{year - 1} {stamp[1]} {stamp[2]} {stamp[3]}",
+                                                 "%Y %b %d %H:%M:%S"))
+            when += float("0." + stamp[4])
             result = line.split("Result of monitor operation for ", 1)[1].split(": ", 1)[1]
             out.append((when, result.split(" |", 1)[0].split(" (", 1)[0].strip()))
     return out
