@@ -436,14 +436,44 @@ TEST(RealSlapdTls, StartTlsAndLdapsVerifyTheServer)
     ldaps.suffix = test_slapd::suffix;
     EXPECT_TRUE(run(ldaps).result.healthy());
 
-    // Another CA's trust: the handshake fails, whatever ldap.conf says.
+    // Another CA's trust: the handshake fails, whatever ldap.conf says, and
+    // the reason names why and whose certificate (libldap says only
+    // "Connect error").
     const msg_test::test_ca stranger;
     options.ca_file = dir.write("stranger.pem", stranger.certificate_pem());
     options.cert_warn_days = 0;
-    expect_unhealthy(run(options), "TLS handshake after StartTLS", 5s);
+    expect_unhealthy(run(options),
+                     "TLS certificate of " + slapd.ldap_uri() + " rejected: unable to get local issuer certificate (",
+                     5s);
 
     options.ca_file = (dir.path() / "missing.pem").string();
     EXPECT_EQ(run(options).result.code(), ocf_code::err_configured);
+}
+
+TEST(RealSlapdTls, StartTlsNamesWhyTheCertificateWasRefused)
+{
+    const msg_test::test_ca ca;
+    const msg_test::temp_dir dir;
+    const std::string ca_file = dir.write("ca.pem", ca.certificate_pem());
+    struct refused_case {
+        std::vector<std::string> names;
+        msg_test::validity when;
+        std::string why;
+    };
+    for (const auto& [names, when, why] : std::vector<refused_case>{
+             {{"127.0.0.1"}, msg_test::expired_yesterday(), "certificate has expired"},
+             {{"ldap.example.com"}, msg_test::valid_for_days(30), "IP address mismatch"},
+         }) {
+        msg_test::slapd_setup setup;
+        setup.tls = ca.issue(names, when);
+        test_slapd slapd(setup);
+        slapd.start();
+        auto options = aimed_at(slapd.ldap_uri(), 5s);
+        options.starttls = true;
+        options.ca_file = ca_file;
+        const auto refused = run(options);
+        expect_unhealthy(refused, "TLS certificate of " + slapd.ldap_uri() + " rejected: " + why + " (", 5s);
+    }
 }
 
 msg_test::slapd_setup replicating()

@@ -303,7 +303,7 @@ private:
     // from ca_file or the system store.
     void configure_tls()
     {
-        set_option(LDAP_OPT_X_TLS_REQUIRE_CERT, LDAP_OPT_X_TLS_DEMAND);
+        set_option(LDAP_OPT_X_TLS_REQUIRE_CERT, verify_peer_ ? LDAP_OPT_X_TLS_DEMAND : LDAP_OPT_X_TLS_NEVER);
         set_option(LDAP_OPT_X_TLS_PROTOCOL_MIN, LDAP_OPT_X_TLS_PROTOCOL_TLS1_2);
         if (!options_.ca_file.empty()
             && ldap_set_option(ld_, LDAP_OPT_X_TLS_CACERTFILE, options_.ca_file.c_str()) != LDAP_OPT_SUCCESS)
@@ -388,6 +388,8 @@ private:
         const std::string detail = diagnostic_message();
         if (target_.scheme == "ldaps")
             name_certificate_rejection();
+        else if (verify_peer_)
+            name_starttls_certificate_rejection();
         fail(stage + " failed: " + describe_code(rc) + (detail.empty() ? "" : " (" + detail + ")"));
     }
 
@@ -416,21 +418,50 @@ private:
         }
     }
 
+    // After StartTLS there is no TLS client of ours to repeat the handshake
+    // on (the server expects the LDAP exchange first): a second session that
+    // accepts any certificate fetches the server's, and OpenSSL checks it
+    // against the same trust anchors and the URI's host name.
+    void name_starttls_certificate_rejection()
+    {
+        ldap_unbind_ext(ld_, nullptr, nullptr);
+        ld_ = nullptr;
+        ldap_session second(target_, options_, until_, limit_, progress_);
+        second.verify_peer_ = false;
+        try {
+            second.open(true);
+        } catch (const check_failure&) {
+            return;
+        }
+        const x509_ptr cert = second.peer_certificate();
+        if (!cert)
+            return;
+        const std::string why = certificate_rejection(cert.get(), {options_.ca_file, target_.host});
+        if (!why.empty())
+            fail("TLS certificate of " + target_.uri + " rejected: " + why);
+    }
+
+    using x509_ptr = std::unique_ptr<X509, decltype(&X509_free)>;
+
+    x509_ptr peer_certificate() const
+    {
+        berval der{};
+        if (ldap_get_option(ld_, LDAP_OPT_X_TLS_PEERCERT, &der) != LDAP_OPT_SUCCESS || der.bv_val == nullptr)
+            return {nullptr, &X509_free};
+        const auto* bytes = reinterpret_cast<const unsigned char*>(der.bv_val);
+        x509_ptr cert(d2i_X509(nullptr, &bytes, static_cast<long>(der.bv_len)), &X509_free);
+        ldap_memfree(der.bv_val);
+        return cert;
+    }
+
     // Checks the certificate libldap verified (against ca_file, and the
     // URI's host name) for its remaining validity.
     outcome certificate_verdict()
     {
-        berval der{};
-        if (ldap_get_option(ld_, LDAP_OPT_X_TLS_PEERCERT, &der) != LDAP_OPT_SUCCESS || der.bv_val == nullptr)
+        const x509_ptr cert = peer_certificate();
+        if (!cert)
             return outcome::ok();
-        const auto* bytes = reinterpret_cast<const unsigned char*>(der.bv_val);
-        X509* cert = d2i_X509(nullptr, &bytes, static_cast<long>(der.bv_len));
-        ldap_memfree(der.bv_val);
-        if (cert == nullptr)
-            return outcome::ok();
-        const certificate_info info = describe_certificate(cert);
-        X509_free(cert);
-        return check_certificate_expiry(info, options_.cert_warn_days);
+        return check_certificate_expiry(describe_certificate(cert.get()), options_.cert_warn_days);
     }
 
     // The complete answer to `msgid`, waiting no longer than the deadline.
@@ -501,6 +532,7 @@ private:
     check_progress& progress_;
     LDAP* ld_ = nullptr;
     int msgid_ = 0;
+    bool verify_peer_ = true; // false only to fetch a certificate already refused
 };
 
 // A CA file that cannot be read is the operator's to fix (6), found before

@@ -50,6 +50,16 @@ std::string plural(long count, const char* unit)
     return text.str();
 }
 
+// Makes `param` reject a certificate that does not name `name` (a DNS name,
+// or an address matched against iPAddress entries).
+bool expect_server_name(X509_VERIFY_PARAM* param, const std::string& name)
+{
+    if (is_ip_address(name))
+        return X509_VERIFY_PARAM_set1_ip_asc(param, name.c_str()) == 1;
+    X509_VERIFY_PARAM_set_hostflags(param, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
+    return X509_VERIFY_PARAM_set1_host(param, name.c_str(), name.size()) == 1;
+}
+
 } // namespace
 
 long certificate_info::days_to_expiry() const
@@ -78,19 +88,34 @@ void configure_tls_client(SSL_CTX* ctx, const tls_verification& verification)
 void require_server_name(SSL* ssl, const tls_verification& verification)
 {
     const std::string& name = verification.server_name;
-    X509_VERIFY_PARAM* param = SSL_get0_param(ssl);
-    bool accepted = false;
-    if (is_ip_address(name)) {
-        // RFC 6066 forbids an address as SNI; the address is still checked
-        // against the certificate's iPAddress entries.
-        accepted = X509_VERIFY_PARAM_set1_ip_asc(param, name.c_str()) == 1;
-    } else {
-        X509_VERIFY_PARAM_set_hostflags(param, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
-        accepted = SSL_set_tlsext_host_name(ssl, name.c_str()) == 1
-                   && X509_VERIFY_PARAM_set1_host(param, name.c_str(), name.size()) == 1;
-    }
+    // RFC 6066 forbids an address as SNI; the address is still checked
+    // against the certificate's iPAddress entries.
+    const bool accepted = expect_server_name(SSL_get0_param(ssl), name)
+                          && (is_ip_address(name) || SSL_set_tlsext_host_name(ssl, name.c_str()) == 1);
     if (!accepted)
         throw check_failure(outcome::failed("cannot verify TLS server name '" + name + "': " + last_openssl_error()));
+}
+
+std::string certificate_rejection(X509* cert, const tls_verification& verification)
+{
+    const std::unique_ptr<X509_STORE, decltype(&X509_STORE_free)> store(X509_STORE_new(), &X509_STORE_free);
+    const std::unique_ptr<X509_STORE_CTX, decltype(&X509_STORE_CTX_free)> context(X509_STORE_CTX_new(),
+                                                                                  &X509_STORE_CTX_free);
+    if (!store || !context)
+        return "cannot set up certificate verification: " + last_openssl_error();
+    const bool anchors_loaded = verification.ca_file.empty()
+                                    ? X509_STORE_set_default_paths(store.get()) == 1
+                                    : X509_STORE_load_file(store.get(), verification.ca_file.c_str()) == 1;
+    if (!anchors_loaded || X509_STORE_CTX_init(context.get(), store.get(), cert, nullptr) != 1)
+        return "cannot set up certificate verification: " + last_openssl_error();
+    X509_VERIFY_PARAM* param = X509_STORE_CTX_get0_param(context.get());
+    if (X509_VERIFY_PARAM_set_purpose(param, X509_PURPOSE_SSL_SERVER) != 1
+        || !expect_server_name(param, verification.server_name))
+        return "cannot set up certificate verification: " + last_openssl_error();
+    if (X509_verify_cert(context.get()) == 1)
+        return {};
+    return std::string(X509_verify_cert_error_string(X509_STORE_CTX_get_error(context.get()))) + " ("
+           + describe_certificate(cert).subject + ")";
 }
 
 certificate_info describe_certificate(const X509* cert)

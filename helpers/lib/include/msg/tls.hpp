@@ -34,6 +34,14 @@ void configure_tls_client(SSL_CTX* ctx, const tls_verification& verification);
 // that does not match verification.server_name. Throws check_failure (1).
 void require_server_name(SSL* ssl, const tls_verification& verification);
 
+// Why `cert` fails verification against verification.ca_file (or the system
+// store) and verification.server_name, as OpenSSL names it, with the
+// certificate's subject: "certificate has expired (CN=...)". Empty when it
+// passes. For clients (libldap) whose own TLS layer refuses a certificate
+// without saying why; `cert` alone is checked, without the chain the server
+// may have sent with it.
+std::string certificate_rejection(X509* cert, const tls_verification& verification);
+
 // Subject and validity of `cert`, measured against the current time.
 certificate_info describe_certificate(const X509* cert);
 
