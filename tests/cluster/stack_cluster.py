@@ -105,7 +105,7 @@ MAIN_PROCESS = {"slapd": "slapd", "dovecot": "dovecot", "postfix": "master", "in
 @dataclasses.dataclass
 class Failover:
     """One measured failover.  Times are seconds after the kill."""
-    kind: str               # "node-kill" or "migration"
+    kind: str               # "node-kill", "migration" or "migration-late"
     agents: str
     from_node: str
     to_node: str
@@ -519,15 +519,16 @@ def _interval_ms(text: str) -> int:
     raise ValueError(f"monitor interval {text!r}")
 
 
-def measure_migration(stack: Stack, rsc: str = "dovecot", timeout: float = 120.0) -> Failover:
+def measure_migration(stack: Stack, rsc: str = "dovecot", timeout: float = 120.0,
+                      phase: float = 0.5, kind: str = "migration") -> Failover:
     """Fail rsc (kill -9 of its daemon) until its migration-threshold is reached;
     time from the last kill to the stack answering on another node.  Clears
     the fail counts afterwards.
 
-    The last kill lands half-way between two runs of rsc's monitor (the mean
-    wait of a failure at a random moment), not right after a run (the worst
-    case, where a kill as soon as the restart is seen would land): both agent
-    sets get the same wait, so the measurement compares what they do after it."""
+    The last kill lands `phase` of the monitor interval after a run of rsc's
+    monitor: by default half-way between two runs, the mean wait of a failure
+    at a random moment; 0.1 is close to the worst case (the next run is
+    nearly a whole interval away).  Both agent sets get the same wait."""
     from_node = stack.wait_running()
     threshold = stack.migration_threshold(rsc)
     interval_ms = _interval_ms(stack.monitor_interval or "30s")
@@ -541,11 +542,11 @@ def measure_migration(stack: Stack, rsc: str = "dovecot", timeout: float = 120.0
             ran = [t for t, result in monitor_results(stack.c, from_node, rsc, interval_ms) if result == "ok"]
             if not ran:
                 raise ClusterError(f"no result of {rsc}'s {interval_ms} ms monitor in {from_node}'s log")
-            midway = ran[-1] + interval_ms / 2000
-            while midway < time.time() + 1.0:
-                midway += interval_ms / 1000
+            kill_at = ran[-1] + phase * interval_ms / 1000
+            while kill_at < time.time() + 1.0:
+                kill_at += interval_ms / 1000
             subject = _mail_before_kill(stack, "migration")
-            time.sleep(max(0.0, midway - time.time()))
+            time.sleep(max(0.0, kill_at - time.time()))
             t_kill = time.time()
         stack.kill_service(rsc, from_node)
         if i < threshold:
@@ -554,7 +555,7 @@ def measure_migration(stack: Stack, rsc: str = "dovecot", timeout: float = 120.0
                 return (op is not None and op.operation == "start" and op.rc == 0 and op.call_id > before
                         and stack.fail_count(rsc, from_node) >= i and stack.running_on() == from_node)
             wait_for(f"{rsc} restarted in place after failure {i}", restarted_in_place, timeout, 0.2)
-    f = _watch_until_back(stack, t_kill, subject, from_node, "migration", timeout)
+    f = _watch_until_back(stack, t_kill, subject, from_node, kind, timeout)
     failed = [t for t, result in monitor_results(stack.c, from_node, rsc, interval_ms)
               if t >= t_kill and result != "ok"]
     f.detected = failed[0] - t_kill if failed else None
@@ -566,10 +567,13 @@ def failover_times(kind: str, agents: str = "messaging", runs: int = 3,
                    base: str | os.PathLike | None = None, log: Callable[[str], None] = print
                    ) -> list[Failover]:
     """For the benchmark: a fresh three-node cluster with the stack from
-    `agents` ("messaging" or "stock"), `runs` failovers of `kind` ("node-kill"
-    or "migration"), torn down afterwards whatever happens."""
+    `agents` ("messaging" or "stock"), `runs` failovers of `kind` ("node-kill",
+    "migration", or "migration-late": the last kill just after a monitor run),
+    torn down afterwards whatever happens."""
     import tempfile
-    if kind not in ("node-kill", "migration"):
+    measure = {"node-kill": measure_node_kill, "migration": measure_migration,
+               "migration-late": lambda stack: measure_migration(stack, phase=0.1, kind="migration-late")}
+    if kind not in measure:
         raise ValueError(kind)
     base = base or tempfile.mkdtemp(prefix=f"msg-failover-{agents}-", dir="/var/tmp")
     c = stack_cluster(base)
@@ -581,7 +585,7 @@ def failover_times(kind: str, agents: str = "messaging", runs: int = 3,
         stack.load("crm")
         stack.wait_running()
         for _ in range(runs):
-            f = measure_node_kill(stack) if kind == "node-kill" else measure_migration(stack)
+            f = measure[kind](stack)
             log(f.line())
             out.append(f)
     finally:
