@@ -37,7 +37,7 @@ sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(REPO / "tests" / "integration"))
 
 from cluster import ClusterError, NamespaceCluster  # noqa: E402
-from cluster_records import fail_count, last_ops, placement, start_order, wait_for  # noqa: E402
+from cluster_records import fail_count, last_ops, op_history, placement, start_order, wait_for  # noqa: E402
 
 RENDER = REPO / "cib-templates" / "render"
 AGENT_SETS = ("messaging", "stock")
@@ -501,22 +501,15 @@ def monitor_results(c: NamespaceCluster, node: str, rsc: str, interval_ms: int) 
             stamp = _LOG_STAMP.match(line)
             if stamp is None:
                 continue
-            when = time.mktime(time.strptime(f"{year} {stamp[1]} {stamp[2]} {stamp[3]}", "%Y %b %d %H:%M:%S"))
+            def logged_in(y: int) -> float:
+                return time.mktime(time.strptime(f"{y} {stamp[1]} {stamp[2]} {stamp[3]}", "%Y %b %d %H:%M:%S"))
+            when = logged_in(year)
             if when > time.time() + 86400:  # logged in December, read in January
-                when = time.mktime(time.strptime(f"{year - 1} {stamp[1]} {stamp[2]} {stamp[3]}",
-                                                 "%Y %b %d %H:%M:%S"))
+                when = logged_in(year - 1)
             when += float("0." + stamp[4])
             result = line.split("Result of monitor operation for ", 1)[1].split(": ", 1)[1]
             out.append((when, result.split(" |", 1)[0].split(" (", 1)[0].strip()))
     return out
-
-
-def _interval_ms(text: str) -> int:
-    units = {"ms": 1, "s": 1000, "min": 60000, "m": 60000}
-    for unit in ("ms", "min", "s", "m"):
-        if text.endswith(unit) and text[:-len(unit)].isdigit():
-            return int(text[:-len(unit)]) * units[unit]
-    raise ValueError(f"monitor interval {text!r}")
 
 
 def measure_migration(stack: Stack, rsc: str = "dovecot", timeout: float = 120.0,
@@ -531,7 +524,9 @@ def measure_migration(stack: Stack, rsc: str = "dovecot", timeout: float = 120.0
     nearly a whole interval away).  Both agent sets get the same wait."""
     from_node = stack.wait_running()
     threshold = stack.migration_threshold(rsc)
-    interval_ms = _interval_ms(stack.monitor_interval or "30s")
+    # The most frequent of rsc's recurring monitors there, as Pacemaker records it.
+    interval_ms = min(o.interval_ms for o in op_history(stack.c)
+                      if o.node == from_node and o.rsc == rsc and o.operation == "monitor" and o.interval_ms > 0)
     subject = ""
     t_kill = 0.0
     for i in range(1, threshold + 1):
