@@ -332,7 +332,7 @@ On any exit status but 0, one reason line is written to stderr.)");
 
 // CLI11 reports a mistyped subcommand as "A subcommand is required";
 // naming the word that was not understood saves the operator a guess.
-std::string usage_error(CLI::App& app, const CLI::ParseError& error)
+std::string usage_error(CLI::App& app, const std::exception& error)
 {
     const std::vector<std::string> left = app.remaining();
     if (!app.get_subcommands().empty() || left.empty() || left.front().rfind('-', 0) == 0)
@@ -364,15 +364,9 @@ int main(int argc, char** argv)
         list_ldap_command(app);
         for (auto* add : {nntp_command, mailflow_command, process_command})
             commands.push_back(add(app));
-        try {
-            app.parse(argc, argv);
-        } catch (const CLI::Success& help) {
-            return app.exit(help);
-        } catch (const CLI::ParseError& error) {
-            // CLI11's own exit codes (100+) mean nothing to an agent: every
-            // usage error is an OCF_ERR_ARGS.
-            return msg::report_exit({msg::ocf_code::err_args, usage_error(app, error)});
-        }
+        if (const auto ended = msg::parse_command_line(
+                app, argc, argv, [&app](const std::exception& error) { return usage_error(app, error); }))
+            return *ended;
         for (const command& candidate : commands) {
             if (candidate.parser->parsed())
                 return msg::report_exit(candidate.run());

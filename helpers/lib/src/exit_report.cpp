@@ -45,14 +45,15 @@ int report_exceptions(const std::function<int()>& body)
     }
 }
 
-std::optional<int> parse_command_line(CLI::App& app, int argc, char** argv)
+std::optional<int> parse_command_line(CLI::App& app, int argc, char** argv,
+                                      const std::function<std::string(const std::exception&)>& describe)
 {
     try {
         app.parse(argc, argv);
     } catch (const CLI::Success& help) {
         return app.exit(help);
     } catch (const CLI::ParseError& error) {
-        return report_exit({ocf_code::err_args, error.what()});
+        return report_exit({ocf_code::err_args, describe ? describe(error) : error.what()});
     }
     return std::nullopt;
 }

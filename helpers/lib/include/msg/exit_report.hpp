@@ -2,6 +2,7 @@
 
 #include "msg/outcome.hpp"
 
+#include <exception>
 #include <functional>
 #include <optional>
 #include <string>
@@ -30,7 +31,9 @@ int report_exceptions(const std::function<int()>& body);
 // Parses a helper's command line into `app`. Returns nothing when the
 // helper goes on; otherwise the status it exits with: 0 once --help is
 // printed, or OCF_ERR_ARGS for bad usage, reported with report_exit and
-// CLI11's message (CLI11's own exit codes, 100+, mean nothing to an agent).
-std::optional<int> parse_command_line(CLI::App& app, int argc, char** argv);
+// CLI11's message, or what `describe` makes of CLI11's error when given
+// (CLI11's own exit codes, 100+, mean nothing to an agent).
+std::optional<int> parse_command_line(CLI::App& app, int argc, char** argv,
+                                      const std::function<std::string(const std::exception&)>& describe = {});
 
 } // namespace msg
