@@ -267,8 +267,11 @@ TEST_F(MailflowProbe, MailboxStallingWhilePollingEndsAtDeadline)
     auto options = options_for(pair, 900ms);
     options.max_delay = 5000ms;
     const auto run_result = run(options);
-    expect_failure(run_result.as_timed(),
-                   "deadline passed while waiting for delivery: no reply to UID SEARCH within ", 900ms + slack);
+    expect_failure(run_result.as_timed(), "deadline passed while waiting for delivery: probe message ", 900ms + slack);
+    // The message and its queue id first, then the reply that never came.
+    EXPECT_TRUE(contains(run_result.flow.result.reason(),
+                         "after submission began (250 2.0.0 Ok: queued as FAKE1); no reply to UID SEARCH within "))
+        << run_result.flow.result.reason();
     EXPECT_GE(run_result.elapsed, 850ms);
 }
 

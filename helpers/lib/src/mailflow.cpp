@@ -197,28 +197,39 @@ outcome attend(line_channel& channel, const mailflow_options& options, const cre
     // 3501 6.1.2), the search finds ours among it.
     state.at = stage::delivery;
     const steady_clock::time_point give_up = std::min(began + options.max_delay, until.at());
+    const std::string missing = "probe message " + token + " not in " + name;
+    const auto missing_since_submission = [&] {
+        return missing + " " + ms_text(since(began)) + " after submission began (" + accepted + ")";
+    };
     std::vector<std::uint32_t> found;
-    for (;;) {
-        imap.expect_ok(imap.command("NOOP", "NOOP"), "NOOP");
-        found = imap.uid_search("HEADER Message-ID " + imap_quoted(message_id));
-        if (!found.empty()) {
-            state.round_trip = since(began);
-            break;
+    try {
+        for (;;) {
+            imap.expect_ok(imap.command("NOOP", "NOOP"), "NOOP");
+            found = imap.uid_search("HEADER Message-ID " + imap_quoted(message_id));
+            if (!found.empty()) {
+                state.round_trip = since(began);
+                break;
+            }
+            const steady_clock::time_point now = steady_clock::now();
+            if (now >= give_up)
+                break;
+            // One last look when max_delay ends; none at the deadline, which
+            // leaves no time for it.
+            const steady_clock::time_point wake = std::min(now + options.poll_interval, give_up);
+            std::this_thread::sleep_until(wake);
+            if (wake == until.at())
+                break;
         }
-        const steady_clock::time_point now = steady_clock::now();
-        if (now >= give_up)
-            break;
-        // One last look when max_delay ends; none at the deadline, which
-        // leaves no time for it.
-        const steady_clock::time_point wake = std::min(now + options.poll_interval, give_up);
-        std::this_thread::sleep_until(wake);
-        if (wake == until.at())
-            break;
+    } catch (const check_failure& failure) {
+        // The deadline can pass while a poll is answered: the operator needs
+        // the missing message and its queue id first, what hung after it.
+        if (failure.result().code() != ocf_code::err_generic || !until.passed())
+            throw;
+        imap_session::fail(missing_since_submission() + "; " + failure.result().reason());
     }
     if (found.empty()) {
-        const std::string missing = "probe message " + token + " not in " + name;
         if (give_up < began + options.max_delay)
-            imap_session::fail(missing + " " + ms_text(since(began)) + " after submission began (" + accepted + ")");
+            imap_session::fail(missing_since_submission());
         fail_final(state, outcome::failed("not delivered within " + ms_text(options.max_delay) + ": " + missing
                                           + " (submitted: " + accepted + ")"));
     }
