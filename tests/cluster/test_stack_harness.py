@@ -116,6 +116,21 @@ def test_a_cut_link_isolates_the_node_and_quorum_follows(cluster: NamespaceClust
     def count(text: str) -> int:
         return sum(text in line for line in cluster.power_log())
 
+    # Pacemaker fences a lost node for what it runs. The survivors' new DC
+    # can be node3, back from the test before: it never saw node2 join, so it
+    # takes a node2 with nothing active for one that went down cleanly and
+    # fences nobody (join_make_offer in Pacemaker's controld_join_dc.c).
+    # Nodes of the stack always run something; so does node2 here.
+    cluster.run(["cibadmin", "--create", "--scope", "resources", "--xml-text",
+                 '<primitive id="held-by-node2" class="ocf" provider="pacemaker" type="Dummy"/>'],
+                node="node1", check=True)
+    cluster.run(["cibadmin", "--create", "--scope", "constraints", "--xml-text",
+                 '<rsc_location id="held-by-node2-on-node2" rsc="held-by-node2" node="node2" score="INFINITY"/>'],
+                node="node1", check=True)
+    cluster.run(["crm_resource", "--wait", "--timeout=60s"], node="node1", check=True, timeout=90)
+    where = cluster.run(["crm_resource", "--locate", "--resource", "held-by-node2"], node="node1", check=True)
+    assert "is running on: node2" in where.stdout, where.stdout
+
     requests_before, fenced_before = count("fence request: reboot node2"), count("node2 powered off (fenced")
     cluster.hold_fencing("node2")  # keep the cut-off node alive while we look at it
     try:
