@@ -34,15 +34,12 @@ int report_exit(const outcome& result)
 
 int report_exceptions(const std::function<int()>& body)
 {
-    try {
-        return body();
-    } catch (const check_failure& failure) {
-        return report_exit(failure.result());
-    } catch (const std::exception& error) {
-        return report_exit(outcome::failed(error.what()));
-    } catch (...) {
-        return report_exit(outcome::failed("unexpected internal error"));
-    }
+    int status = 0;
+    const outcome thrown = outcome_of([&body, &status] {
+        status = body();
+        return outcome::ok();
+    });
+    return thrown.healthy() ? status : report_exit(thrown);
 }
 
 std::optional<int> parse_command_line(CLI::App& app, int argc, char** argv,

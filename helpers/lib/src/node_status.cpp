@@ -1,13 +1,13 @@
 #include "msg/node_status.hpp"
 
+#include "msg/at_once.hpp"
 #include "msg/deadline.hpp"
 #include "msg/ldap_probe_process.hpp"
 
 #include <algorithm>
 #include <array>
 #include <cstdio>
-#include <exception>
-#include <thread>
+#include <functional>
 #include <type_traits>
 
 namespace msg {
@@ -27,37 +27,31 @@ status_result run_one(const status_check& check, const std::filesystem::path& ld
 {
     status_result row{check.service, check.name, check.protocol, outcome::ok(), milliseconds::zero()};
     const steady_clock::time_point started = steady_clock::now();
-    try {
-        std::visit(
+    row.result = outcome_of([&] {
+        return std::visit(
             [&](const auto& options) {
                 using options_type = std::decay_t<decltype(options)>;
                 if constexpr (std::is_same_v<options_type, smtp_options>) {
-                    row.result = check_smtp(options, deadline::after(options.where.time_limit));
+                    return check_smtp(options, deadline::after(options.where.time_limit));
                 } else if constexpr (std::is_same_v<options_type, imap_options>) {
-                    row.result = check_imap(options, deadline::after(options.where.time_limit));
+                    return check_imap(options, deadline::after(options.where.time_limit));
                 } else if constexpr (std::is_same_v<options_type, pop3_options>) {
-                    row.result = check_pop3(options, deadline::after(options.where.time_limit));
+                    return check_pop3(options, deadline::after(options.where.time_limit));
                 } else if constexpr (std::is_same_v<options_type, nntp_options>) {
-                    row.result = check_nntp(options, deadline::after(options.where.time_limit));
+                    return check_nntp(options, deadline::after(options.where.time_limit));
                 } else if constexpr (std::is_same_v<options_type, ldap_options>) {
-                    row.result = run_ldap_probe(options, ldap_probe);
+                    return run_ldap_probe(options, ldap_probe);
                 } else {
                     const mailflow_result flow = check_mailflow(options, deadline::after(options.time_limit));
-                    row.result = flow.result;
                     // What an operator wants to see for mail flow is the
                     // round trip, not how long logging in took besides.
                     if (flow.round_trip)
                         row.latency = *flow.round_trip;
+                    return flow.result;
                 }
             },
             check.probe);
-    } catch (const check_failure& failure) {
-        row.result = failure.result();
-    } catch (const std::exception& error) {
-        row.result = outcome::failed(error.what());
-    } catch (...) {
-        row.result = outcome::failed("unexpected internal error");
-    }
+    });
     if (row.latency == milliseconds::zero())
         row.latency = since(started);
     return row;
@@ -97,16 +91,11 @@ std::vector<status_result> run_status_checks(const std::vector<status_check>& ch
                                              const std::filesystem::path& helper_dir)
 {
     const std::filesystem::path ldap_probe = helper_dir / ldap_probe_name;
-    // Each check waits on its own servers; one after another, a stalled
-    // service would hold every later row back by its whole deadline.
-    std::vector<status_result> results(checks.size());
-    std::vector<std::thread> workers;
-    workers.reserve(checks.size());
-    for (std::size_t i = 0; i < checks.size(); ++i)
-        workers.emplace_back([&results, &checks, &ldap_probe, i] { results[i] = run_one(checks[i], ldap_probe); });
-    for (auto& worker : workers)
-        worker.join();
-    return results;
+    std::vector<std::function<status_result()>> tasks;
+    tasks.reserve(checks.size());
+    for (const status_check& check : checks)
+        tasks.emplace_back([&check, &ldap_probe] { return run_one(check, ldap_probe); });
+    return run_at_once(tasks);
 }
 
 std::string_view status_state(ocf_code code)

@@ -25,4 +25,29 @@ const outcome& outcome::worse(const outcome& a, const outcome& b)
     return severity(b.code()) > severity(a.code()) ? b : a;
 }
 
+outcome combined(const std::vector<labelled_outcome>& results)
+{
+    std::string warnings;
+    for (const labelled_outcome& one : results) {
+        if (severity(one.result.code()) == 2)
+            return {one.result.code(), one.label + ": " + one.result.reason()};
+        if (one.result.code() == ocf_code::degraded)
+            warnings += (warnings.empty() ? "" : "; ") + one.label + ": " + one.result.reason();
+    }
+    return warnings.empty() ? outcome::ok() : outcome::degraded(warnings);
+}
+
+outcome outcome_of(const std::function<outcome()>& check)
+{
+    try {
+        return check();
+    } catch (const check_failure& failure) {
+        return failure.result();
+    } catch (const std::exception& error) {
+        return outcome::failed(error.what());
+    } catch (...) {
+        return outcome::failed("unexpected internal error");
+    }
+}
+
 } // namespace msg

@@ -1,8 +1,10 @@
 #pragma once
 
 #include <exception>
+#include <functional>
 #include <string>
 #include <utility>
+#include <vector>
 
 namespace msg {
 
@@ -48,6 +50,18 @@ private:
     std::string reason_;
 };
 
+// One check's result among several run in one call, with the words that
+// name the check in a reason: "IMAP 127.0.0.1:143".
+struct labelled_outcome {
+    std::string label;
+    outcome result;
+};
+
+// Several checks as one result, the way an agent reports them: the first
+// failure in their order ("LABEL: reason"); else every degradation, joined
+// with "; "; else success.
+outcome combined(const std::vector<labelled_outcome>& results);
+
 // Thrown inside a check when it cannot go on; caught once, at the check's
 // edge, and turned into an outcome. Never escapes a helper's main.
 class check_failure : public std::exception {
@@ -59,5 +73,9 @@ public:
 private:
     outcome result_;
 };
+
+// What `check` returns; a check_failure it throws becomes its outcome, any
+// other exception an OCF_ERR_GENERIC with its message: the check's edge.
+outcome outcome_of(const std::function<outcome()>& check);
 
 } // namespace msg
