@@ -1,6 +1,7 @@
 // msg-probe: deadline-bound protocol health checks for the messaging agents.
 // Exit status is an OCF code; on any status but 0, exactly one reason line
 // goes to stderr for the agent's ocf_exit_reason.
+#include "msg/at_once.hpp"
 #include "msg/deadline.hpp"
 #include "msg/exit_report.hpp"
 #include "msg/helper_dir.hpp"
@@ -42,6 +43,14 @@ constexpr const char* exit_codes_help = R"(Exit codes (OCF):
   190  degraded: healthy, but the certificate expires within --cert-warn-days
 On any exit status but 0, one reason line is written to stderr.)";
 
+constexpr const char* several_checks_help = R"(
+Several checks in one call (smtp, lmtp, imap, pop3, nntp), e.g.
+  msg-probe imap --port 143 lmtp --socket /run/dovecot/lmtp pop3 --port 110
+run at once, each with its own --deadline-ms. The exit status is the first
+failure in the order given, its reason naming the check ("IMAP
+127.0.0.1:143: ..."); else 190 with every warning, joined with "; "; else 0.
+mailflow and process run alone.)";
+
 constexpr const char* credentials_help = R"(
 --credentials-file: line 1 the username, line 2 the password; only the
 newline ending each line is stripped, spaces count. It must be a regular file
@@ -51,10 +60,24 @@ environment, logs or reasons.)";
 
 // A subcommand: its parser, and what runs once its arguments are parsed.
 // Adding a protocol is one function returning this plus one line in main.
+// `label` names the check in the reason of a call that runs several (empty:
+// the subcommand runs alone).
 struct command {
     CLI::App* parser;
     std::function<msg::outcome()> run;
+    std::function<std::string()> label;
 };
+
+// "IMAP 127.0.0.1:143", "LMTP /run/dovecot/lmtp": how a reason names a
+// check among several.
+std::function<std::string()> label_for(const std::string& protocol, const msg::probe_options& where,
+                                       std::uint16_t plain_port, std::uint16_t tls_port)
+{
+    return [protocol, &where, plain_port, tls_port] {
+        return msg::upper_ascii(protocol) + " "
+               + msg::describe_target(where, where.tls == msg::tls_mode::implicit ? tls_port : plain_port);
+    };
+}
 
 // The connection vocabulary every protocol shares.
 void add_connection_options(CLI::App& parser, msg::probe_options& where, const std::string& default_ports)
@@ -108,9 +131,9 @@ command smtp_command(CLI::App& root, bool lmtp)
         ->capture_default_str()
         ->needs(transaction);
     parser->footer(exit_codes_help);
-    return {parser, [options] {
-                return msg::check_smtp(*options, msg::deadline::after(options->where.time_limit));
-            }};
+    return {parser,
+            [options] { return msg::check_smtp(*options, msg::deadline::after(options->where.time_limit)); },
+            label_for(parser->get_name(), options->where, lmtp ? 24 : 25, 465)};
 }
 
 // `imap`: greeting and CAPABILITY; with a login, SELECT and the level-20
@@ -133,9 +156,9 @@ command imap_command(CLI::App& root)
                    "and EXPUNGE it (UID EXPUNGE; plain EXPUNGE without UIDPLUS): give the probe its own mailbox")
         ->needs(login);
     parser->footer(std::string(exit_codes_help) + "\n" + credentials_help);
-    return {parser, [options] {
-                return msg::check_imap(*options, msg::deadline::after(options->where.time_limit));
-            }};
+    return {parser,
+            [options] { return msg::check_imap(*options, msg::deadline::after(options->where.time_limit)); },
+            label_for("imap", options->where, 143, 993)};
 }
 
 // `pop3`: greeting and CAPA; with a login, USER/PASS and STAT.
@@ -148,9 +171,9 @@ command pop3_command(CLI::App& root)
     parser->add_option("--credentials-file", options->credentials_file,
                        "USER/PASS with the username and password in this file (see below), then STAT");
     parser->footer(std::string(exit_codes_help) + "\n" + credentials_help);
-    return {parser, [options] {
-                return msg::check_pop3(*options, msg::deadline::after(options->where.time_limit));
-            }};
+    return {parser,
+            [options] { return msg::check_pop3(*options, msg::deadline::after(options->where.time_limit)); },
+            label_for("pop3", options->where, 110, 995)};
 }
 
 // `nntp`: greeting, CAPABILITIES, MODE READER, DATE; with --group, GROUP;
@@ -171,9 +194,9 @@ command nntp_command(CLI::App& root)
                    "the article stays and expires with the group: give the probe its own group")
         ->needs(group);
     parser->footer(std::string(exit_codes_help) + "\n" + credentials_help);
-    return {parser, [options] {
-                return msg::check_nntp(*options, msg::deadline::after(options->where.time_limit));
-            }};
+    return {parser,
+            [options] { return msg::check_nntp(*options, msg::deadline::after(options->where.time_limit)); },
+            label_for("nntp", options->where, 119, 563)};
 }
 
 // `ldap` runs msg-probe-ldap (see main): only that binary loads libldap and
@@ -298,7 +321,8 @@ On any exit status but 0, one reason line is written to stderr.
                 if (flow.round_trip)
                     std::cout << "round_trip_ms=" << flow.round_trip->count() << std::endl;
                 return flow.result;
-            }};
+            },
+            {}};
 }
 
 // `process`: is the pid file's process really the daemon? No network: this
@@ -327,7 +351,8 @@ command process_command(CLI::App& root)
 On any exit status but 0, one reason line is written to stderr.)");
     return {parser, [options] {
                 return msg::check_daemon_process(options->pid_file, options->exes, options->tree, std::cout);
-            }};
+            },
+            {}};
 }
 
 // CLI11 reports a mistyped subcommand as "A subcommand is required";
@@ -343,6 +368,22 @@ std::string usage_error(CLI::App& app, const std::exception& error)
     return "unknown subcommand '" + left.front() + "' (known: " + known + ")";
 }
 
+// The checks of one call, several at once (see several_checks_help).
+msg::outcome run_several(const std::vector<const command*>& chosen)
+{
+    std::vector<std::function<msg::outcome()>> tasks;
+    for (const command* one : chosen) {
+        if (!one->label)
+            return {msg::ocf_code::err_args, one->parser->get_name() + " runs alone: give it a call of its own"};
+        tasks.emplace_back([one] { return msg::outcome_of(one->run); });
+    }
+    const std::vector<msg::outcome> results = msg::run_at_once(tasks);
+    std::vector<msg::labelled_outcome> labelled;
+    for (std::size_t i = 0; i < chosen.size(); ++i)
+        labelled.push_back({chosen[i]->label(), results[i]});
+    return msg::combined(labelled);
+}
+
 } // namespace
 
 int main(int argc, char** argv)
@@ -352,8 +393,8 @@ int main(int argc, char** argv)
     const msg::log_session log("msg-probe", isatty(STDERR_FILENO) == 1);
     return msg::report_exceptions([argc, argv] {
         CLI::App app("Deadline-bound health checks of messaging servers, for OCF resource agents.", "msg-probe");
-        app.require_subcommand(1);
-        app.footer(exit_codes_help);
+        app.require_subcommand(1, 0);
+        app.footer(std::string(exit_codes_help) + "\n" + several_checks_help);
         // (--help and a mistyped subcommand list them in this order)
         std::vector<command> commands{
             smtp_command(app, false),
@@ -367,10 +408,18 @@ int main(int argc, char** argv)
         if (const auto ended = msg::parse_command_line(
                 app, argc, argv, [&app](const std::exception& error) { return usage_error(app, error); }))
             return *ended;
-        for (const command& candidate : commands) {
-            if (candidate.parser->parsed())
-                return msg::report_exit(candidate.run());
+        std::vector<const command*> chosen;
+        for (const CLI::App* given : app.get_subcommands()) {
+            const auto found = std::find_if(commands.begin(), commands.end(),
+                                            [given](const command& candidate) { return candidate.parser == given; });
+            // Only `ldap` has no entry here: main runs it before parsing.
+            if (found == commands.end())
+                return msg::report_exit({msg::ocf_code::err_args, given->get_name() + " runs alone: give it a call "
+                                                                                       "of its own"});
+            chosen.push_back(&*found);
         }
-        return msg::report_exit({msg::ocf_code::err_args, "no subcommand given"});
+        if (chosen.size() == 1)
+            return msg::report_exit(chosen.front()->run());
+        return msg::report_exit(run_several(chosen));
     });
 }

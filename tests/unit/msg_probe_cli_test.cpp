@@ -292,12 +292,83 @@ TEST(MsgProbeCli, MissingCaFileIsMisconfigured)
     expect_one_reason_line(misconfigured, "cannot load CA file '/nonexistent/ca.pem'");
 }
 
+// `msg-probe A ... B ...`: the agents' one call for several dialogues.
+std::vector<std::string> joined(std::vector<std::string> first, const std::vector<std::string>& second)
+{
+    first.insert(first.end(), second.begin(), second.end());
+    return first;
+}
+
+TEST(MsgProbeCli, SeveralChecksInOneCallAllHealthyExitZeroSilently)
+{
+    const msg_test::temp_dir dir;
+    const std::string socket = (dir.path() / "lmtp").string();
+    fake_server smtp(msg_test::healthy_smtp());
+    fake_server lmtp(msg_test::healthy_smtp({"PIPELINING"}, "LHLO"), socket);
+    const auto run = probe(
+        joined(tcp_args("smtp", smtp), {"lmtp", "--socket", socket, "--lhlo", "probe.test", "--deadline-ms", "1000"}));
+    EXPECT_EQ(run.exit_code, 0) << run.err;
+    EXPECT_EQ(run.err, "");
+    EXPECT_EQ(smtp.received(), (std::vector<std::string>{"EHLO probe.test", "NOOP", "QUIT"}));
+    EXPECT_EQ(lmtp.received(), (std::vector<std::string>{"LHLO probe.test", "NOOP", "QUIT"}));
+}
+
+TEST(MsgProbeCli, SeveralChecksRunAtOnceAndTheFirstFailureInTheirOrderIsNamed)
+{
+    const msg_test::temp_dir dir;
+    const std::string socket = (dir.path() / "lmtp").string();
+    fake_server smtp(server_script().send("220 fake ESMTP\r\n").expect("EHLO").stall());
+    fake_server lmtp(server_script().send("220 fake LMTP\r\n").expect("LHLO").stall(), socket);
+    const std::vector<std::string> lmtp_args{"lmtp", "--socket", socket, "--deadline-ms", "700"};
+    const auto run = probe(joined(tcp_args("smtp", smtp, "700"), lmtp_args));
+    EXPECT_EQ(run.exit_code, 1);
+    expect_one_reason_line(run, "SMTP 127.0.0.1:" + std::to_string(smtp.port()) + ": no reply to EHLO within 700 ms");
+    // Side by side, not one stall after the other.
+    EXPECT_LT(run.elapsed, 700ms + slack);
+    EXPECT_EQ(lmtp.received().front().rfind("LHLO", 0), 0u);
+    // Given the other way round, the LMTP stall is the one reported.
+    const auto reversed = probe(joined(lmtp_args, tcp_args("smtp", smtp, "700")));
+    expect_one_reason_line(reversed, "LMTP " + socket + ": no reply to LHLO within 700 ms");
+}
+
+TEST(MsgProbeCli, SeveralChecksAFailureOutranksAnEarlierWarning)
+{
+    const msg_test::test_ca ca;
+    const msg_test::temp_dir dir;
+    const std::vector<std::string> warn_soon{"--starttls", "--ca-file", dir.write("ca.pem", ca.certificate_pem()),
+                                             "--cert-warn-days", "7"};
+    const msg_test::pem_credentials expiring_certificate
+        = ca.issue({"localhost", "127.0.0.1"}, {-1h, std::chrono::hours(24 * 3 + 12)});
+    const std::string socket = (dir.path() / "lmtp").string();
+    const std::vector<std::string> lmtp_args{"lmtp", "--socket", socket, "--deadline-ms", "1000"};
+    fake_server expiring(tls_smtp(expiring_certificate));
+    const auto failed = probe(joined(joined(tcp_args("smtp", expiring), warn_soon), lmtp_args));
+    EXPECT_EQ(failed.exit_code, 7);
+    expect_one_reason_line(failed, "LMTP " + socket + ": nothing listening on " + socket + " (socket absent)");
+
+    fake_server lmtp(msg_test::healthy_smtp({"PIPELINING"}, "LHLO"), socket);
+    fake_server again(tls_smtp(expiring_certificate));
+    const auto warned = probe(joined(joined(tcp_args("smtp", again), warn_soon), lmtp_args));
+    EXPECT_EQ(warned.exit_code, 190) << warned.err;
+    expect_one_reason_line(warned, "SMTP 127.0.0.1:" + std::to_string(again.port()) + ": ");
+    EXPECT_TRUE(contains(warned.err, "expires in 3 days"));
+}
+
+TEST(MsgProbeCli, ProcessAndMailflowRunAlone)
+{
+    fake_server smtp(msg_test::healthy_smtp());
+    const auto run = probe(joined(tcp_args("smtp", smtp), {"process", "--pid-file", "/run/x.pid", "--exe", "/bin/x"}));
+    EXPECT_EQ(run.exit_code, 2);
+    expect_one_reason_line(run, "process runs alone");
+    EXPECT_TRUE(smtp.received().empty());
+}
+
 TEST(MsgProbeCli, HelpDocumentsSubcommandsAndExitCodes)
 {
     const auto run = probe({"--help"});
     EXPECT_EQ(run.exit_code, 0);
     EXPECT_EQ(run.err, "");
-    for (const char* part : {"smtp", "lmtp", "Exit codes", "190", "nothing listening"})
+    for (const char* part : {"smtp", "lmtp", "Exit codes", "190", "nothing listening", "Several checks in one call"})
         EXPECT_TRUE(contains(run.out, part));
 }
 
