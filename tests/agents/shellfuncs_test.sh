@@ -297,36 +297,6 @@ msg_process_status "$work/x.pid" "/a b/c" /d
 expect "every exe is passed as its own --exe" "0:1" "$?:$MSG_PID"
 
 ###########################################################################
-# helpers side by side: msg_helper_start / msg_helper_finish
-
-fake_helper slow-a 'sleep 0.6; echo "a: no reply" >&2; exit 1'
-fake_helper slow-b 'sleep 0.6; echo "data b"; exit 0'
-msg_clock
-t0=$MSG_NOW_MS
-msg_helper_start a slow-a
-msg_helper_start b slow-b
-msg_helper_finish a
-expect "a background helper's code and reason come back" "1:a: no reply:" "$?:$MSG_HELPER_REASON:$MSG_HELPER_OUT"
-msg_helper_finish b
-expect "a background helper's output comes back" "0::data b" "$?:$MSG_HELPER_REASON:$MSG_HELPER_OUT"
-msg_clock
-if [ $((MSG_NOW_MS - t0)) -lt 1100 ]; then
-	ok "two helpers started together wait together ($((MSG_NOW_MS - t0)) ms)"
-else
-	not_ok "two helpers started together wait together" "$((MSG_NOW_MS - t0)) ms"
-fi
-fake_helper killed 'kill -s KILL $$'
-msg_helper_start k killed
-msg_helper_finish k
-expect "a helper killed by a signal is a generic error" "1" "$?"
-(
-	OCF_RESOURCE_INSTANCE=""
-	msg_helper_start a slow-a
-	msg_helper_finish a
-	expect "without a state directory the helper runs at once, same result" "1:a: no reply" "$?:$MSG_HELPER_REASON"
-)
-
-###########################################################################
 # what is kept between actions: derived values, the daemon's identity
 
 # File times advance in clock ticks: a stamp taken in the tick a source was
