@@ -133,7 +133,7 @@ command smtp_command(CLI::App& root, bool lmtp)
     parser->footer(exit_codes_help);
     return {parser,
             [options] { return msg::check_smtp(*options, msg::deadline::after(options->where.time_limit)); },
-            label_for(parser->get_name(), options->where, lmtp ? 24 : 25, 465)};
+            label_for(parser->get_name(), options->where, lmtp ? 24 : 25, lmtp ? 24 : 465)};
 }
 
 // `imap`: greeting and CAPABILITY; with a login, SELECT and the level-20
