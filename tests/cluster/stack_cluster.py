@@ -29,7 +29,7 @@ import threading
 import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
@@ -560,11 +560,12 @@ def measure_migration(stack: Stack, rsc: str = "dovecot", timeout: float = 120.0
 
 def failover_times(kind: str, agents: str = "messaging", runs: int = 3,
                    base: str | os.PathLike | None = None, log: Callable[[str], None] = print
-                   ) -> list[Failover]:
+                   ) -> Iterator[Failover]:
     """For the benchmark: a fresh three-node cluster with the stack from
     `agents` ("messaging" or "stock"), `runs` failovers of `kind` ("node-kill",
     "migration", or "migration-late": the last kill just after a monitor run),
-    torn down afterwards whatever happens."""
+    torn down afterwards whatever happens. Yields each failover as it is
+    measured, so one that fails (raises) leaves the earlier ones counted."""
     import tempfile
     measure = {"node-kill": measure_node_kill, "migration": measure_migration,
                "migration-late": lambda stack: measure_migration(stack, phase=0.1, kind="migration-late")}
@@ -572,7 +573,6 @@ def failover_times(kind: str, agents: str = "messaging", runs: int = 3,
         raise ValueError(kind)
     base = base or tempfile.mkdtemp(prefix=f"msg-failover-{agents}-", dir="/var/tmp")
     c = stack_cluster(base)
-    out = []
     try:
         c.start()
         stack = Stack(c, agents)
@@ -582,7 +582,6 @@ def failover_times(kind: str, agents: str = "messaging", runs: int = 3,
         for _ in range(runs):
             f = measure[kind](stack)
             log(f.line())
-            out.append(f)
+            yield f
     finally:
         c.destroy()
-    return out
