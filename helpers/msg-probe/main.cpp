@@ -69,13 +69,13 @@ struct command {
 };
 
 // "IMAP 127.0.0.1:143", "LMTP /run/dovecot/lmtp": how a reason names a
-// check among several.
+// check among several. `default_port` is the protocol's, for the TLS mode
+// the options end up with once parsed.
 std::function<std::string()> label_for(const std::string& protocol, const msg::probe_options& where,
-                                       std::uint16_t plain_port, std::uint16_t tls_port)
+                                       std::function<std::uint16_t(msg::tls_mode)> default_port)
 {
-    return [protocol, &where, plain_port, tls_port] {
-        return msg::upper_ascii(protocol) + " "
-               + msg::describe_target(where, where.tls == msg::tls_mode::implicit ? tls_port : plain_port);
+    return [protocol, &where, default_port = std::move(default_port)] {
+        return msg::upper_ascii(protocol) + " " + msg::describe_target(where, default_port(where.tls));
     };
 }
 
@@ -133,7 +133,8 @@ command smtp_command(CLI::App& root, bool lmtp)
     parser->footer(exit_codes_help);
     return {parser,
             [options] { return msg::check_smtp(*options, msg::deadline::after(options->where.time_limit)); },
-            label_for(parser->get_name(), options->where, lmtp ? 24 : 25, lmtp ? 24 : 465)};
+            label_for(parser->get_name(), options->where,
+                      [lmtp](msg::tls_mode tls) { return msg::smtp_default_port(lmtp, tls); })};
 }
 
 // `imap`: greeting and CAPABILITY; with a login, SELECT and the level-20
@@ -158,7 +159,7 @@ command imap_command(CLI::App& root)
     parser->footer(std::string(exit_codes_help) + "\n" + credentials_help);
     return {parser,
             [options] { return msg::check_imap(*options, msg::deadline::after(options->where.time_limit)); },
-            label_for("imap", options->where, 143, 993)};
+            label_for("imap", options->where, msg::imap_default_port)};
 }
 
 // `pop3`: greeting and CAPA; with a login, USER/PASS and STAT.
@@ -173,7 +174,7 @@ command pop3_command(CLI::App& root)
     parser->footer(std::string(exit_codes_help) + "\n" + credentials_help);
     return {parser,
             [options] { return msg::check_pop3(*options, msg::deadline::after(options->where.time_limit)); },
-            label_for("pop3", options->where, 110, 995)};
+            label_for("pop3", options->where, msg::pop3_default_port)};
 }
 
 // `nntp`: greeting, CAPABILITIES, MODE READER, DATE; with --group, GROUP;
@@ -196,7 +197,7 @@ command nntp_command(CLI::App& root)
     parser->footer(std::string(exit_codes_help) + "\n" + credentials_help);
     return {parser,
             [options] { return msg::check_nntp(*options, msg::deadline::after(options->where.time_limit)); },
-            label_for("nntp", options->where, 119, 563)};
+            label_for("nntp", options->where, msg::nntp_default_port)};
 }
 
 // `ldap` runs msg-probe-ldap (see main): only that binary loads libldap and

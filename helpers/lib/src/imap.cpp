@@ -114,11 +114,15 @@ outcome check_imap(const imap_options& options, const deadline& until)
     } catch (const check_failure& failure) {
         return failure.result();
     }
-    const std::uint16_t default_port = options.where.tls == tls_mode::implicit ? 993 : 143;
-    return run_login_dialogue(options.where, default_port, until, "bye LOGOUT", options.credentials_file,
+    return run_login_dialogue(options.where, imap_default_port(options.where.tls), until, "bye LOGOUT", options.credentials_file,
                               [&options](line_channel& channel, const credentials* login) {
                                   return converse(channel, options, login);
                               });
+}
+
+std::uint16_t imap_default_port(tls_mode tls)
+{
+    return tls == tls_mode::implicit ? 993 : 143;
 }
 
 } // namespace msg

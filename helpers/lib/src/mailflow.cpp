@@ -2,11 +2,13 @@
 
 #include "msg/credentials.hpp"
 #include "msg/dialogue.hpp"
+#include "msg/imap.hpp"
 #include "msg/imap_session.hpp"
 #include "msg/line_channel.hpp"
 #include "msg/log.hpp"
 #include "msg/probe_message.hpp"
 #include "msg/reply_text.hpp"
+#include "msg/smtp.hpp"
 #include "msg/smtp_session.hpp"
 
 #include <algorithm>
@@ -89,16 +91,6 @@ outcome labelled(const outcome& result, const progress& state, const deadline& u
     if (result.code() == ocf_code::not_running)
         return {result.code(), std::string(words.noun) + ": " + result.reason()};
     return {result.code(), std::string(words.failed) + ": " + result.reason()};
-}
-
-std::uint16_t submission_port(const mailflow_options& options)
-{
-    return options.submission.tls == tls_mode::implicit ? 465 : 25;
-}
-
-std::uint16_t mailbox_port(const mailflow_options& options)
-{
-    return options.mailbox_server.tls == tls_mode::implicit ? 993 : 143;
 }
 
 std::vector<std::string> mailflow_message(const std::string& token, const mailflow_options& options)
@@ -185,7 +177,7 @@ outcome attend(line_channel& channel, const mailflow_options& options, const cre
     const steady_clock::time_point began = steady_clock::now();
     std::string accepted;
     const outcome submitted
-        = run_dialogue(options.submission, submission_port(options), until, "QUIT", [&](line_channel& smtp) {
+        = run_dialogue(options.submission, smtp_default_port(false, options.submission.tls), until, "QUIT", [&](line_channel& smtp) {
               accepted = submit(smtp, options, submission_login, message, state, until);
               return outcome::ok();
           });
@@ -292,7 +284,7 @@ mailflow_result check_mailflow(const mailflow_options& options, const deadline& 
 
     progress state;
     const outcome result = run_dialogue(
-        options.mailbox_server, mailbox_port(options), until, "bye LOGOUT", [&](line_channel& channel) {
+        options.mailbox_server, imap_default_port(options.mailbox_server.tls), until, "bye LOGOUT", [&](line_channel& channel) {
             return attend(channel, options, *mailbox_login, submission_login ? &*submission_login : nullptr, state,
                           until);
         });

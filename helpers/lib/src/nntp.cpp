@@ -336,11 +336,15 @@ outcome check_nntp(const nntp_options& options, const deadline& until)
     } catch (const check_failure& failure) {
         return failure.result();
     }
-    const std::uint16_t default_port = options.where.tls == tls_mode::implicit ? 563 : 119;
-    return run_login_dialogue(options.where, default_port, until, "QUIT", options.credentials_file,
+    return run_login_dialogue(options.where, nntp_default_port(options.where.tls), until, "QUIT", options.credentials_file,
                               [&options](line_channel& channel, const credentials* login) {
                                   return converse(channel, options, login);
                               });
+}
+
+std::uint16_t nntp_default_port(tls_mode tls)
+{
+    return tls == tls_mode::implicit ? 563 : 119;
 }
 
 } // namespace msg

@@ -21,13 +21,6 @@ std::string offered_list(const std::vector<smtp_extension>& offered)
     return list.empty() ? "none" : list;
 }
 
-std::uint16_t default_port(const smtp_options& options)
-{
-    if (options.lmtp)
-        return 24;
-    return options.where.tls == tls_mode::implicit ? 465 : 25;
-}
-
 // The dialogue proper, on a connected channel; throws check_failure.
 outcome converse(line_channel& channel, const smtp_options& options)
 {
@@ -116,8 +109,15 @@ outcome check_smtp(const smtp_options& options, const deadline& until)
     } catch (const check_failure& failure) {
         return failure.result();
     }
-    return run_dialogue(options.where, default_port(options), until, "QUIT",
+    return run_dialogue(options.where, smtp_default_port(options.lmtp, options.where.tls), until, "QUIT",
                         [&options](line_channel& channel) { return converse(channel, options); });
+}
+
+std::uint16_t smtp_default_port(bool lmtp, tls_mode tls)
+{
+    if (lmtp)
+        return 24;
+    return tls == tls_mode::implicit ? 465 : 25;
 }
 
 } // namespace msg

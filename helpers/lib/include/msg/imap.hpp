@@ -5,6 +5,7 @@
 #include "msg/probe_options.hpp"
 
 #include <cstddef>
+#include <cstdint>
 #include <filesystem>
 #include <string>
 
@@ -32,5 +33,8 @@ struct imap_options {
 // where.cert_warn_days; 6 bad credentials file or CA file; 2 bad options.
 // The password never appears in the reason.
 outcome check_imap(const imap_options& options, const deadline& until);
+
+// The port an IMAP server listens on unless told: 143, or 993 with implicit TLS.
+std::uint16_t imap_default_port(tls_mode tls);
 
 } // namespace msg

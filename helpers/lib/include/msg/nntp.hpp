@@ -5,6 +5,7 @@
 #include "msg/probe_options.hpp"
 
 #include <cstddef>
+#include <cstdint>
 #include <filesystem>
 #include <string>
 
@@ -35,5 +36,8 @@ struct nntp_options {
 // where.cert_warn_days; 6 bad credentials file or CA file; 2 bad options.
 // The password never appears in the reason.
 outcome check_nntp(const nntp_options& options, const deadline& until);
+
+// The port an NNTP server listens on unless told: 119, or 563 with implicit TLS.
+std::uint16_t nntp_default_port(tls_mode tls);
 
 } // namespace msg

@@ -4,6 +4,7 @@
 #include "msg/outcome.hpp"
 #include "msg/probe_options.hpp"
 
+#include <cstdint>
 #include <filesystem>
 
 namespace msg {
@@ -22,5 +23,8 @@ struct pop3_options {
 // where.cert_warn_days; 6 bad credentials file or CA file; 2 bad options.
 // The password never appears in the reason.
 outcome check_pop3(const pop3_options& options, const deadline& until);
+
+// The port a POP3 server listens on unless told: 110, or 995 with implicit TLS.
+std::uint16_t pop3_default_port(tls_mode tls);
 
 } // namespace msg

@@ -50,4 +50,8 @@ bool offers_extension(const std::vector<smtp_extension>& offered, std::string_vi
 // 190 certificate expiring within where.cert_warn_days; 2/6 bad options.
 outcome check_smtp(const smtp_options& options, const deadline& until);
 
+// The port an SMTP server listens on unless told: 25, or 465 with implicit
+// TLS; an LMTP server 24 either way.
+std::uint16_t smtp_default_port(bool lmtp, tls_mode tls);
+
 } // namespace msg
